@@ -1,0 +1,197 @@
+//! A database: a set of relations under the `public` schema, plus the
+//! `pg_catalog` schema that describes them to clients.
+//!
+//! Each database is one DataFusion catalog. A session sees only the database it
+//! connected to (as in Postgres, there are no cross-database queries).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, TableProvider};
+use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::datasource::TableType;
+
+use crate::catalog::{DatabaseDef, ObjectDef};
+use crate::pg_catalog::PgCatalogSchema;
+use crate::relation::Relation;
+
+/// The schema user relations live in.
+pub const PUBLIC_SCHEMA: &str = "public";
+/// OID of the `public` namespace, as in Postgres.
+pub const PUBLIC_NAMESPACE_OID: u32 = 2200;
+
+/// One database.
+#[derive(Debug)]
+pub struct Database {
+    pub oid: u32,
+    pub name: String,
+    relations: RwLock<BTreeMap<String, Relation>>,
+    /// Bumped by every change of the relations, so that prepared statements
+    /// can tell that they must be planned again.
+    version: AtomicU64,
+    pg_catalog: OnceLock<Arc<PgCatalogSchema>>,
+}
+
+impl Database {
+    pub fn new(oid: u32, name: String) -> Arc<Self> {
+        Arc::new(Database {
+            oid,
+            name,
+            relations: RwLock::new(BTreeMap::new()),
+            version: AtomicU64::new(0),
+            pg_catalog: OnceLock::new(),
+        })
+    }
+
+    /// Attaches the `pg_catalog` schema (built by the engine, which owns the
+    /// static catalog tables shared by all databases).
+    pub fn set_pg_catalog(&self, schema: Arc<PgCatalogSchema>) {
+        let _ = self.pg_catalog.set(schema);
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    pub fn relation(&self, name: &str) -> Option<Relation> {
+        self.read().get(name).cloned()
+    }
+
+    /// All relations, in creation order.
+    pub fn relations(&self) -> Vec<Relation> {
+        let mut all: Vec<Relation> = self.read().values().cloned().collect();
+        all.sort_by_key(Relation::oid);
+        all
+    }
+
+    pub fn add(&self, relation: Relation) {
+        self.write().insert(relation.name().to_string(), relation);
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn remove(&self, name: &str) -> Option<Relation> {
+        let removed = self.write().remove(name);
+        self.version.fetch_add(1, Ordering::AcqRel);
+        removed
+    }
+
+    /// Names of the relations that read `name`, directly.
+    pub fn dependents_of(&self, name: &str) -> Vec<String> {
+        self.relations()
+            .iter()
+            .filter(|r| r.dependencies().iter().any(|d| d == name))
+            .map(|r| r.name().to_string())
+            .collect()
+    }
+
+    /// The definition to save.
+    pub fn to_def(&self) -> DatabaseDef {
+        DatabaseDef {
+            oid: self.oid,
+            name: self.name.clone(),
+            objects: self
+                .relations()
+                .into_iter()
+                .map(|r| match r {
+                    Relation::Table(t) => ObjectDef::Table(t.def.clone()),
+                    Relation::View(v) => ObjectDef::View(v.def.clone()),
+                })
+                .collect(),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Relation>> {
+        self.relations.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Relation>> {
+        self.relations.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The `public` schema of a database, for DataFusion.
+#[derive(Debug)]
+struct PublicSchema(Arc<Database>);
+
+#[async_trait]
+impl SchemaProvider for PublicSchema {
+    fn owner_name(&self) -> Option<&str> {
+        Some(&self.0.name)
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        self.0.read().keys().cloned().collect()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        Ok(self.0.relation(name).map(|r| r.provider()))
+    }
+
+    async fn table_type(&self, name: &str) -> DfResult<Option<TableType>> {
+        Ok(self.0.relation(name).map(|r| match r {
+            Relation::Table(_) => TableType::Base,
+            Relation::View(_) => TableType::View,
+        }))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.0.read().contains_key(name)
+    }
+}
+
+/// A database as a DataFusion catalog: `public` and `pg_catalog`.
+#[derive(Debug)]
+pub struct DatabaseCatalog(pub Arc<Database>);
+
+impl CatalogProvider for DatabaseCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        vec![PUBLIC_SCHEMA.to_string(), "pg_catalog".to_string()]
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        match name {
+            PUBLIC_SCHEMA => Some(Arc::new(PublicSchema(self.0.clone()))),
+            "pg_catalog" => self
+                .0
+                .pg_catalog
+                .get()
+                .map(|s| s.clone() as Arc<dyn SchemaProvider>),
+            _ => None,
+        }
+    }
+
+    fn register_schema(
+        &self,
+        name: &str,
+        _schema: Arc<dyn SchemaProvider>,
+    ) -> DfResult<Option<Arc<dyn SchemaProvider>>> {
+        Err(DataFusionError::NotImplemented(format!(
+            "CREATE SCHEMA ({name})"
+        )))
+    }
+}
+
+/// The catalogs a session sees: only its own database.
+#[derive(Debug)]
+pub struct SessionCatalogs(pub Arc<Database>);
+
+impl CatalogProviderList for SessionCatalogs {
+    fn register_catalog(
+        &self,
+        name: String,
+        _catalog: Arc<dyn CatalogProvider>,
+    ) -> Option<Arc<dyn CatalogProvider>> {
+        tracing::warn!(catalog = %name, "ignoring a request to register a catalog");
+        None
+    }
+
+    fn catalog_names(&self) -> Vec<String> {
+        vec![self.0.name.clone()]
+    }
+
+    fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
+        (name == self.0.name).then(|| Arc::new(DatabaseCatalog(self.0.clone())) as _)
+    }
+}

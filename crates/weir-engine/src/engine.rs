@@ -1,0 +1,333 @@
+//! The engine: every database of one Weir instance, their saved catalog, and
+//! the sessions connected to them.
+//!
+//! DDL is serialized by one lock ([`Engine::ddl_lock`]); after each change the
+//! whole catalog is saved (`catalog.json` in the data directory), so that a
+//! restart finds every database, table and view again.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables;
+use weir_state::DurableFile;
+
+use crate::catalog::{CATALOG_FORMAT_VERSION, CatalogDef, FIRST_USER_OID, ObjectDef};
+use crate::database::Database;
+use crate::error::{Result, WeirError, sqlstate};
+use crate::pg_catalog::PgCatalogSchema;
+use crate::session::Session;
+
+/// Where and how an engine keeps its data.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Directory of the catalog (and, later, the data) of this instance.
+    pub data_dir: PathBuf,
+    /// The database created on first start, and the default for clients.
+    pub default_database: String,
+    /// The owner of every object.
+    pub superuser: String,
+}
+
+impl EngineConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            default_database: "weir".into(),
+            superuser: "weir".into(),
+        }
+    }
+}
+
+/// The databases of an engine, by name.
+#[derive(Debug, Default)]
+pub struct Databases(RwLock<BTreeMap<String, Arc<Database>>>);
+
+impl Databases {
+    pub fn get(&self, name: &str) -> Option<Arc<Database>> {
+        self.read().get(name).cloned()
+    }
+
+    /// All databases, in creation order.
+    pub fn list(&self) -> Vec<Arc<Database>> {
+        let mut all: Vec<_> = self.read().values().cloned().collect();
+        all.sort_by_key(|d| d.oid);
+        all
+    }
+
+    fn insert(&self, db: Arc<Database>) {
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(db.name.clone(), db);
+    }
+
+    fn remove(&self, name: &str) -> Option<Arc<Database>> {
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Database>>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One Weir instance.
+pub struct Engine {
+    config: EngineConfig,
+    databases: Arc<Databases>,
+    next_oid: AtomicU32,
+    catalog_file: DurableFile,
+    ddl: tokio::sync::Mutex<()>,
+    static_tables: Arc<PgCatalogStaticTables>,
+    /// Open sessions per database OID.
+    sessions: RwLock<BTreeMap<u32, Arc<AtomicUsize>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.config)
+            .field("databases", &self.databases)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Opens the instance in `config.data_dir`, creating it on first use, and
+    /// rebuilds every database from the saved catalog.
+    pub async fn open(config: EngineConfig) -> Result<Arc<Engine>> {
+        let catalog_file = DurableFile::local(&config.data_dir, "catalog.json").map_err(|e| {
+            WeirError::new(
+                sqlstate::IO_ERROR,
+                format!(
+                    "cannot use data directory {}: {e}",
+                    config.data_dir.display()
+                ),
+            )
+        })?;
+        let saved = catalog_file.read().await.map_err(io_error)?;
+        let catalog: Option<CatalogDef> = match saved {
+            Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| {
+                WeirError::new(
+                    sqlstate::DATA_CORRUPTED,
+                    format!(
+                        "the catalog in {} cannot be read: {e}",
+                        config.data_dir.display()
+                    ),
+                )
+            })?),
+            None => None,
+        };
+        if let Some(c) = &catalog
+            && c.version != CATALOG_FORMAT_VERSION
+        {
+            return Err(WeirError::new(
+                sqlstate::DATA_CORRUPTED,
+                format!(
+                    "the catalog in {} has format version {}, this build reads version {}",
+                    config.data_dir.display(),
+                    c.version,
+                    CATALOG_FORMAT_VERSION
+                ),
+            ));
+        }
+        let static_tables = Arc::new(
+            PgCatalogStaticTables::try_new()
+                .map_err(|e| WeirError::internal(format!("loading pg_catalog tables: {e}")))?,
+        );
+        let engine = Arc::new(Engine {
+            next_oid: AtomicU32::new(catalog.as_ref().map_or(FIRST_USER_OID, |c| c.next_oid)),
+            config,
+            databases: Arc::new(Databases::default()),
+            catalog_file,
+            ddl: tokio::sync::Mutex::new(()),
+            static_tables,
+            sessions: RwLock::new(BTreeMap::new()),
+        });
+        match catalog {
+            Some(catalog) => {
+                for db_def in catalog.databases {
+                    let db = engine.register_database(db_def.oid, db_def.name.clone())?;
+                    engine.restore_objects(&db, db_def.objects).await?;
+                }
+            }
+            None => {
+                let oid = engine.allocate_oid();
+                engine.register_database(oid, engine.config.default_database.clone())?;
+                engine.save().await?;
+            }
+        }
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn databases(&self) -> &Arc<Databases> {
+        &self.databases
+    }
+
+    pub fn database(&self, name: &str) -> Option<Arc<Database>> {
+        self.databases.get(name)
+    }
+
+    pub(crate) fn static_tables(&self) -> &PgCatalogStaticTables {
+        &self.static_tables
+    }
+
+    /// Opens a session on `database` for `user`, with the client's startup
+    /// parameters.
+    pub fn connect(
+        self: &Arc<Self>,
+        database: &str,
+        user: &str,
+        startup: &[(String, String)],
+    ) -> Result<Session> {
+        let db = self.database(database).ok_or_else(|| {
+            WeirError::new(
+                sqlstate::INVALID_CATALOG_NAME,
+                format!("database \"{database}\" does not exist"),
+            )
+        })?;
+        let counter = self.session_counter(db.oid);
+        Session::new(self.clone(), db, user, startup, counter)
+    }
+
+    /// A new OID, never handed out before.
+    pub(crate) fn allocate_oid(&self) -> u32 {
+        self.next_oid.fetch_add(1, Ordering::AcqRel)
+    }
+
+    /// The lock every DDL statement holds while it changes the catalog.
+    pub(crate) async fn ddl_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.ddl.lock().await
+    }
+
+    /// Saves the whole catalog.
+    pub(crate) async fn save(&self) -> Result<()> {
+        let catalog = CatalogDef {
+            version: CATALOG_FORMAT_VERSION,
+            next_oid: self.next_oid.load(Ordering::Acquire),
+            databases: self.databases.list().iter().map(|db| db.to_def()).collect(),
+        };
+        let json = serde_json::to_vec_pretty(&catalog)
+            .map_err(|e| WeirError::internal(format!("serializing the catalog: {e}")))?;
+        self.catalog_file
+            .write(bytes::Bytes::from(json))
+            .await
+            .map_err(io_error)
+    }
+
+    /// `CREATE DATABASE`.
+    pub(crate) async fn create_database(&self, name: &str, if_not_exists: bool) -> Result<bool> {
+        let _ddl = self.ddl_lock().await;
+        if self.database(name).is_some() {
+            if if_not_exists {
+                return Ok(false);
+            }
+            return Err(WeirError::new(
+                sqlstate::DUPLICATE_DATABASE,
+                format!("database \"{name}\" already exists"),
+            ));
+        }
+        let oid = self.allocate_oid();
+        self.register_database(oid, name.to_string())?;
+        self.save().await?;
+        Ok(true)
+    }
+
+    /// `DROP DATABASE`. Waits a few seconds for the sessions of the database to
+    /// end (a client that just disconnected), as Postgres does.
+    pub(crate) async fn drop_database(&self, name: &str, if_exists: bool, current: &str) -> Result<bool> {
+        let _ddl = self.ddl_lock().await;
+        let Some(db) = self.database(name) else {
+            if if_exists {
+                return Ok(false);
+            }
+            return Err(WeirError::new(
+                sqlstate::INVALID_CATALOG_NAME,
+                format!("database \"{name}\" does not exist"),
+            ));
+        };
+        if name == current {
+            return Err(WeirError::new(
+                sqlstate::OBJECT_IN_USE,
+                "cannot drop the currently open database",
+            ));
+        }
+        let counter = self.session_counter(db.oid);
+        for _ in 0..50 {
+            if counter.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let open = counter.load(Ordering::Acquire);
+        if open > 0 {
+            return Err(WeirError::new(
+                sqlstate::OBJECT_IN_USE,
+                format!("database \"{name}\" is being accessed by other users"),
+            )
+            .with_detail(format!("There are {open} other sessions using the database.")));
+        }
+        self.databases.remove(name);
+        self.save().await?;
+        Ok(true)
+    }
+
+    fn register_database(&self, oid: u32, name: String) -> Result<Arc<Database>> {
+        let db = Database::new(oid, name);
+        let pg_catalog = PgCatalogSchema::new(
+            &db,
+            self.databases.clone(),
+            self.static_tables.clone(),
+            &self.config.superuser,
+        )?;
+        db.set_pg_catalog(Arc::new(pg_catalog));
+        self.databases.insert(db.clone());
+        Ok(db)
+    }
+
+    /// Rebuilds the objects of a database from their definitions, in creation
+    /// order.
+    async fn restore_objects(self: &Arc<Self>, db: &Arc<Database>, objects: Vec<ObjectDef>) -> Result<()> {
+        let mut session = Session::new(
+            self.clone(),
+            db.clone(),
+            &self.config.superuser,
+            &[],
+            Arc::new(AtomicUsize::new(0)),
+        )?;
+        for object in objects {
+            let name = object.name().to_string();
+            session.restore(object).await.map_err(|e| {
+                WeirError::new(
+                    sqlstate::DATA_CORRUPTED,
+                    format!(
+                        "cannot restore \"{name}\" of database \"{}\": {}",
+                        db.name, e.message
+                    ),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    fn session_counter(&self, db_oid: u32) -> Arc<AtomicUsize> {
+        let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+        sessions
+            .entry(db_oid)
+            .or_insert_with(|| Arc::new(AtomicUsize::new(0)))
+            .clone()
+    }
+}
+
+fn io_error(e: object_store::Error) -> WeirError {
+    WeirError::new(sqlstate::IO_ERROR, format!("catalog storage: {e}"))
+}

@@ -1,0 +1,222 @@
+//! Relations as queries see them: tables and views, each a DataFusion
+//! `TableProvider` built from its catalog definition.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{Constraint, Constraints};
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_plan::ExecutionPlan;
+use weir_state::TableData;
+
+use crate::catalog::{TableDef, ViewDef};
+
+/// A relation of a database.
+#[derive(Debug, Clone)]
+pub enum Relation {
+    Table(Arc<Table>),
+    View(Arc<View>),
+}
+
+impl Relation {
+    pub fn name(&self) -> &str {
+        match self {
+            Relation::Table(t) => &t.def.name,
+            Relation::View(v) => &v.def.name,
+        }
+    }
+
+    pub fn oid(&self) -> u32 {
+        match self {
+            Relation::Table(t) => t.def.oid,
+            Relation::View(v) => v.def.oid,
+        }
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        match self {
+            Relation::Table(t) => t.schema.clone(),
+            Relation::View(v) => v.schema.clone(),
+        }
+    }
+
+    /// The word Postgres uses for the kind in messages (`table`, `view`).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Relation::Table(_) => "table",
+            Relation::View(_) => "view",
+        }
+    }
+
+    pub fn provider(&self) -> Arc<dyn TableProvider> {
+        match self {
+            Relation::Table(t) => t.clone(),
+            Relation::View(v) => v.clone(),
+        }
+    }
+
+    /// Names of the relations this one reads.
+    pub fn dependencies(&self) -> &[String] {
+        match self {
+            Relation::Table(_) => &[],
+            Relation::View(v) => &v.depends_on,
+        }
+    }
+}
+
+/// A table: its definition and its rows.
+#[derive(Debug)]
+pub struct Table {
+    pub def: TableDef,
+    pub data: Arc<TableData>,
+    schema: SchemaRef,
+    constraints: Constraints,
+    defaults: HashMap<String, Expr>,
+}
+
+impl Table {
+    /// A table with the given definition and column defaults (already planned
+    /// into expressions). Its rows start empty.
+    pub fn new(def: TableDef, defaults: HashMap<String, Expr>) -> Self {
+        let schema = Arc::new(Schema::new(
+            def.columns
+                .iter()
+                // NOT NULL is enforced by the table store with Postgres'
+                // error; declared non-nullable fields would make DataFusion
+                // fail earlier, with its own.
+                .map(|c| Field::new(&c.name, c.ty.arrow_type(), true))
+                .collect::<Vec<_>>(),
+        ));
+        let not_null = def
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.not_null)
+            .map(|(i, _)| i)
+            .collect();
+        let data = Arc::new(TableData::new(
+            schema.clone(),
+            def.primary_key.clone(),
+            not_null,
+        ));
+        let constraints = if def.primary_key.is_empty() {
+            Constraints::default()
+        } else {
+            Constraints::new_unverified(vec![Constraint::PrimaryKey(def.primary_key.clone())])
+        };
+        Table {
+            def,
+            data,
+            schema,
+            constraints,
+            defaults,
+        }
+    }
+
+    pub fn schema_ref(&self) -> &SchemaRef {
+        &self.schema
+    }
+}
+
+#[async_trait]
+impl TableProvider for Table {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn constraints(&self) -> Option<&Constraints> {
+        Some(&self.constraints)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn get_column_default(&self, column: &str) -> Option<&Expr> {
+        self.defaults.get(column)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        let batches = self.data.snapshot();
+        let partitions = state
+            .config()
+            .target_partitions()
+            .clamp(1, batches.len().max(1));
+        let mut parts = vec![Vec::new(); partitions];
+        for (i, batch) in batches.iter().enumerate() {
+            parts[i % partitions].push(batch.clone());
+        }
+        let exec = MemorySourceConfig::try_new_exec(&parts, self.schema.clone(), projection.cloned())?;
+        Ok(exec)
+    }
+}
+
+/// A view: a query planned against the database's relations.
+#[derive(Debug)]
+pub struct View {
+    pub def: ViewDef,
+    plan: LogicalPlan,
+    schema: SchemaRef,
+    /// Names of the relations the query reads.
+    pub depends_on: Vec<String>,
+}
+
+impl View {
+    pub fn schema_ref(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    pub fn new(def: ViewDef, plan: LogicalPlan, depends_on: Vec<String>) -> Self {
+        let schema = Arc::new(plan.schema().as_arrow().clone());
+        View {
+            def,
+            plan,
+            schema,
+            depends_on,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for View {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn get_table_definition(&self) -> Option<&str> {
+        Some(&self.def.query)
+    }
+
+    fn get_logical_plan(&'_ self) -> Option<Cow<'_, LogicalPlan>> {
+        Some(Cow::Borrowed(&self.plan))
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        // Views are inlined by the planner (get_logical_plan); a direct scan
+        // plans the query like DataFusion's own ViewTable does.
+        let view = datafusion::catalog::view::ViewTable::new(self.plan.clone(), None);
+        view.scan(state, projection, filters, limit).await
+    }
+}

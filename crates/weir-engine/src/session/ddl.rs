@@ -1,0 +1,441 @@
+//! DDL: `CREATE` / `DROP` of tables, views and databases.
+//!
+//! Every change happens under the engine's DDL lock and is saved before the
+//! statement returns, so an acknowledged `CREATE` survives a restart.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder};
+use datafusion::sql::resolve::resolve_table_references;
+use datafusion::sql::sqlparser::ast::{
+    self, ColumnOption, CreateTable, CreateView, ObjectType, TableConstraint,
+};
+use weir_sql::SqlType;
+
+use super::Session;
+use super::names::ident_name;
+use crate::catalog::{ColumnDef, TableDef, ViewDef};
+use crate::error::{Result, WeirError, sqlstate};
+use crate::output::{CommandTag, Output};
+use crate::relation::{Relation, Table, View};
+
+impl Session {
+    pub(crate) async fn create_table(&mut self, create: &CreateTable) -> Result<Output> {
+        if create.temporary {
+            return Err(WeirError::not_supported("CREATE TEMPORARY TABLE"));
+        }
+        if create.or_replace {
+            return Err(WeirError::not_supported("CREATE OR REPLACE TABLE"));
+        }
+        let name = self.relation_name(&create.name)?;
+        let engine = self.engine.clone();
+        let _ddl = engine.ddl_lock().await;
+        if let Some(existing) = self.db.relation(&name) {
+            if create.if_not_exists {
+                self.notice(format!("relation \"{name}\" already exists, skipping"));
+                return Ok(Output::Command(CommandTag::new("CREATE TABLE")));
+            }
+            return Err(already_exists(&existing));
+        }
+
+        // CREATE TABLE ... AS SELECT: the columns are the query's.
+        let query_plan = match &create.query {
+            Some(query) => Some(
+                self.plan_query(&ast::Statement::Query(query.clone()))
+                    .await?,
+            ),
+            None => None,
+        };
+        let mut columns = Vec::new();
+        let mut primary_key: Vec<usize> = Vec::new();
+        if let Some(plan) = &query_plan {
+            for field in plan.schema().fields() {
+                let ty = SqlType::from_arrow(field.data_type()).ok_or_else(|| {
+                    WeirError::not_supported(format!(
+                        "a column of type {} in CREATE TABLE AS",
+                        field.data_type()
+                    ))
+                })?;
+                columns.push(ColumnDef {
+                    name: field.name().clone(),
+                    ty,
+                    not_null: false,
+                    default: None,
+                });
+            }
+            for (i, column) in create.columns.iter().enumerate() {
+                if let Some(c) = columns.get_mut(i) {
+                    c.name = ident_name(&column.name);
+                }
+            }
+        } else {
+            for column in &create.columns {
+                let column_name = ident_name(&column.name);
+                let mut def = ColumnDef {
+                    name: column_name.clone(),
+                    ty: SqlType::from_ast(&column.data_type)?,
+                    not_null: false,
+                    default: None,
+                };
+                for option in &column.options {
+                    match &option.option {
+                        ColumnOption::NotNull => def.not_null = true,
+                        ColumnOption::Null => def.not_null = false,
+                        ColumnOption::Default(expr) => def.default = Some(expr.to_string()),
+                        ColumnOption::PrimaryKey(_) => {
+                            if !primary_key.is_empty() {
+                                return Err(multiple_primary_keys(&name));
+                            }
+                            primary_key.push(columns.len());
+                        }
+                        other => return Err(unsupported_constraint(other.to_string())),
+                    }
+                }
+                columns.push(def);
+            }
+        }
+        for (i, column) in columns.iter().enumerate() {
+            if columns[..i].iter().any(|c| c.name == column.name) {
+                return Err(WeirError::new(
+                    sqlstate::DUPLICATE_COLUMN,
+                    format!("column \"{}\" specified more than once", column.name),
+                ));
+            }
+        }
+        if columns.is_empty() {
+            return Err(WeirError::not_supported("a table without columns"));
+        }
+        for constraint in &create.constraints {
+            match constraint {
+                TableConstraint::PrimaryKey(pk) => {
+                    if !primary_key.is_empty() {
+                        return Err(multiple_primary_keys(&name));
+                    }
+                    for key in &pk.columns {
+                        let ast::Expr::Identifier(ident) = &key.column.expr else {
+                            return Err(WeirError::not_supported("a primary key on an expression"));
+                        };
+                        let key_name = ident_name(ident);
+                        let index = columns.iter().position(|c| c.name == key_name).ok_or_else(|| {
+                            WeirError::new(
+                                sqlstate::UNDEFINED_COLUMN,
+                                format!("column \"{key_name}\" named in key does not exist"),
+                            )
+                        })?;
+                        primary_key.push(index);
+                    }
+                }
+                other => return Err(unsupported_constraint(other.to_string())),
+            }
+        }
+
+        let oid = self.engine.allocate_oid();
+        let primary_key_oid = (!primary_key.is_empty()).then(|| {
+            // The index and its constraint each have an OID.
+            let index = self.engine.allocate_oid();
+            self.engine.allocate_oid();
+            index
+        });
+        let def = TableDef {
+            oid,
+            name: name.clone(),
+            columns,
+            primary_key,
+            primary_key_oid,
+        };
+        let table = self.build_table(def)?;
+        self.db.add(Relation::Table(table.clone()));
+        if let Err(e) = self.engine.save().await {
+            self.db.remove(&name);
+            return Err(e);
+        }
+
+        if let Some(plan) = query_plan {
+            let rows = self.insert_plan_rows(&table, plan).await?;
+            return Ok(Output::Command(CommandTag::with_rows("SELECT", rows)));
+        }
+        Ok(Output::Command(CommandTag::new("CREATE TABLE")))
+    }
+
+    /// Fills a new table with a query's rows (CREATE TABLE AS).
+    async fn insert_plan_rows(&self, table: &Arc<Table>, plan: LogicalPlan) -> Result<u64> {
+        let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+        let batches = batches
+            .into_iter()
+            .map(|b| {
+                datafusion::arrow::array::RecordBatch::try_new(
+                    Arc::new(datafusion::arrow::datatypes::Schema::new(
+                        table
+                            .schema_ref()
+                            .fields()
+                            .iter()
+                            .map(|f| f.as_ref().clone().with_nullable(true))
+                            .collect::<Vec<_>>(),
+                    )),
+                    b.columns()
+                        .iter()
+                        .zip(table.schema_ref().fields())
+                        .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
+                        .collect::<std::result::Result<Vec<_>, _>>()?,
+                )
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let rows = table
+            .data
+            .insert(&batches)
+            .map_err(|e| WeirError::internal(e.to_string()))?;
+        Ok(rows as u64)
+    }
+
+    /// Builds a table from its definition, planning its column defaults.
+    fn build_table(&self, def: TableDef) -> Result<Arc<Table>> {
+        let schema = datafusion::arrow::datatypes::Schema::new(
+            def.columns
+                .iter()
+                .map(|c| datafusion::arrow::datatypes::Field::new(&c.name, c.ty.arrow_type(), true))
+                .collect::<Vec<_>>(),
+        );
+        let df_schema = DFSchema::try_from(schema)?;
+        let mut defaults: HashMap<String, Expr> = HashMap::new();
+        for column in &def.columns {
+            if let Some(sql) = &column.default {
+                let expr = self
+                    .ctx
+                    .parse_sql_expr(sql, &df_schema)
+                    .map_err(|e| {
+                        let mut err = WeirError::from(e);
+                        err.message = format!(
+                            "invalid DEFAULT for column \"{}\": {}",
+                            column.name, err.message
+                        );
+                        err
+                    })?
+                    .cast_to(&column.ty.arrow_type(), &df_schema)?;
+                defaults.insert(column.name.clone(), expr);
+            }
+        }
+        Ok(Arc::new(Table::new(def, defaults)))
+    }
+
+    pub(crate) fn restore_table(&mut self, def: TableDef) -> Result<()> {
+        let table = self.build_table(def)?;
+        self.db.add(Relation::Table(table));
+        Ok(())
+    }
+
+    pub(crate) async fn create_view(&mut self, create: &CreateView) -> Result<Output> {
+        if create.materialized {
+            return Err(WeirError::not_supported("CREATE MATERIALIZED VIEW"));
+        }
+        let name = self.relation_name(&create.name)?;
+        let engine = self.engine.clone();
+        let _ddl = engine.ddl_lock().await;
+        let existing = self.db.relation(&name);
+        match &existing {
+            Some(Relation::View(_)) if create.or_replace => {}
+            Some(_) if create.if_not_exists => {
+                self.notice(format!("relation \"{name}\" already exists, skipping"));
+                return Ok(Output::Command(CommandTag::new("CREATE VIEW")));
+            }
+            Some(other) => return Err(already_exists(other)),
+            None => {}
+        }
+        let def = ViewDef {
+            oid: match &existing {
+                Some(r) => r.oid(),
+                None => self.engine.allocate_oid(),
+            },
+            name: name.clone(),
+            query: create.query.to_string(),
+            column_names: create.columns.iter().map(|c| ident_name(&c.name)).collect(),
+        };
+        let view = self.build_view(def).await?;
+        if view.depends_on.contains(&name) {
+            return Err(WeirError::new(
+                sqlstate::INVALID_TABLE_DEFINITION,
+                format!("view \"{name}\" cannot read itself"),
+            ));
+        }
+        self.db.add(Relation::View(view));
+        if let Err(e) = self.engine.save().await {
+            match existing {
+                Some(previous) => self.db.add(previous),
+                None => {
+                    self.db.remove(&name);
+                }
+            }
+            return Err(e);
+        }
+        Ok(Output::Command(CommandTag::new("CREATE VIEW")))
+    }
+
+    /// Plans a view's query and names its columns.
+    async fn build_view(&self, def: ViewDef) -> Result<Arc<View>> {
+        let statement = match weir_sql::parse_sql(&def.query)?.pop() {
+            Some(weir_sql::Statement::Standard(s)) if matches!(*s, ast::Statement::Query(_)) => *s,
+            _ => {
+                return Err(WeirError::new(
+                    sqlstate::SYNTAX_ERROR,
+                    "a view must be defined by a query",
+                ));
+            }
+        };
+        let (references, _) = resolve_table_references(&datafusion::sql::parser::Statement::Statement(Box::new(statement.clone())), true)?;
+        let depends_on: Vec<String> = references
+            .iter()
+            .map(|r| r.table().to_string())
+            .filter(|t| self.db.relation(t).is_some())
+            .collect();
+        let mut plan = self.plan_query(&statement).await?;
+        if !def.column_names.is_empty() {
+            let fields = plan.schema().fields().len();
+            if def.column_names.len() > fields {
+                return Err(WeirError::new(
+                    sqlstate::SYNTAX_ERROR,
+                    "CREATE VIEW specifies more column names than columns",
+                ));
+            }
+            let exprs: Vec<Expr> = plan
+                .schema()
+                .columns()
+                .into_iter()
+                .enumerate()
+                .map(|(i, column)| {
+                    let expr = Expr::Column(column.clone());
+                    match def.column_names.get(i) {
+                        Some(alias) => expr.alias(alias),
+                        None => expr,
+                    }
+                })
+                .collect();
+            plan = LogicalPlanBuilder::from(plan).project(exprs)?.build()?;
+        }
+        Ok(Arc::new(View::new(def, plan, depends_on)))
+    }
+
+    pub(crate) async fn restore_view(&mut self, def: ViewDef) -> Result<()> {
+        let view = self.build_view(def).await?;
+        self.db.add(Relation::View(view));
+        Ok(())
+    }
+
+    /// `DROP TABLE | VIEW | DATABASE`
+    pub(crate) async fn drop_objects(
+        &mut self,
+        object_type: ObjectType,
+        names: &[ast::ObjectName],
+        if_exists: bool,
+        cascade: bool,
+    ) -> Result<Output> {
+        let (kind, tag) = match object_type {
+            ObjectType::Table => ("table", "DROP TABLE"),
+            ObjectType::View => ("view", "DROP VIEW"),
+            ObjectType::Database => {
+                for name in names {
+                    let name = self.simple_name(name)?;
+                    let dropped = self.engine.drop_database(&name, if_exists, &self.db.name).await?;
+                    if !dropped {
+                        self.notice(format!("database \"{name}\" does not exist, skipping"));
+                    }
+                }
+                return Ok(Output::Command(CommandTag::new("DROP DATABASE")));
+            }
+            other => return Err(WeirError::not_supported(format!("DROP {other}"))),
+        };
+        let engine = self.engine.clone();
+        let _ddl = engine.ddl_lock().await;
+        // Check everything before dropping anything.
+        let mut targets = Vec::new();
+        for name in names {
+            let name = self.relation_name(name)?;
+            match self.db.relation(&name) {
+                None if if_exists => {
+                    self.notice(format!("{kind} \"{name}\" does not exist, skipping"));
+                }
+                None => return Err(WeirError::undefined_table(&name)),
+                Some(relation) if relation.kind_name() != kind => {
+                    return Err(WeirError::new(
+                        sqlstate::WRONG_OBJECT_TYPE,
+                        format!("\"{name}\" is not a {kind}"),
+                    )
+                    .with_hint(format!(
+                        "Use DROP {} to remove a {}.",
+                        relation.kind_name().to_uppercase(),
+                        relation.kind_name()
+                    )));
+                }
+                Some(relation) => targets.push(relation),
+            }
+        }
+        let mut dropping: Vec<String> = targets.iter().map(|r| r.name().to_string()).collect();
+        let mut i = 0;
+        while i < dropping.len() {
+            let name = dropping[i].clone();
+            for dependent in self.db.dependents_of(&name) {
+                if dropping.contains(&dependent) {
+                    continue;
+                }
+                if !cascade {
+                    let relation = self.db.relation(&name);
+                    let relation_kind = relation.as_ref().map_or(kind, |r| r.kind_name());
+                    return Err(WeirError::new(
+                        sqlstate::DEPENDENT_OBJECTS_STILL_EXIST,
+                        format!(
+                            "cannot drop {relation_kind} {name} because other objects depend on it"
+                        ),
+                    )
+                    .with_detail(format!("view {dependent} depends on {relation_kind} {name}"))
+                    .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
+                }
+                self.notice(format!("drop cascades to view {dependent}"));
+                dropping.push(dependent);
+            }
+            i += 1;
+        }
+        let mut removed = Vec::new();
+        for name in dropping.iter().rev() {
+            if let Some(relation) = self.db.remove(name) {
+                removed.push(relation);
+            }
+        }
+        if let Err(e) = self.engine.save().await {
+            for relation in removed {
+                self.db.add(relation);
+            }
+            return Err(e);
+        }
+        Ok(Output::Command(CommandTag::new(tag)))
+    }
+
+    pub(crate) async fn create_database(&mut self, name: &ast::ObjectName, if_not_exists: bool) -> Result<Output> {
+        let name = self.simple_name(name)?;
+        if !self.engine.create_database(&name, if_not_exists).await? {
+            self.notice(format!("database \"{name}\" already exists, skipping"));
+        }
+        Ok(Output::Command(CommandTag::new("CREATE DATABASE")))
+    }
+}
+
+fn already_exists(existing: &Relation) -> WeirError {
+    WeirError::new(
+        sqlstate::DUPLICATE_TABLE,
+        format!("relation \"{}\" already exists", existing.name()),
+    )
+}
+
+fn multiple_primary_keys(table: &str) -> WeirError {
+    WeirError::new(
+        sqlstate::INVALID_TABLE_DEFINITION,
+        format!("multiple primary keys for table \"{table}\" are not allowed"),
+    )
+}
+
+fn unsupported_constraint(constraint: String) -> WeirError {
+    WeirError::new(
+        sqlstate::FEATURE_NOT_SUPPORTED,
+        format!("constraint {constraint} is not supported"),
+    )
+    .with_hint("Weir enforces PRIMARY KEY, NOT NULL and DEFAULT; remove other constraints.")
+}

@@ -1,0 +1,417 @@
+//! A session: one client connection's view of a database.
+//!
+//! A statement goes through two steps, which the extended protocol separates:
+//! [`Session::prepare`] plans it (so that its parameter and result types are
+//! known), and [`Session::execute`] binds parameter values and runs it. The
+//! simple protocol does both at once ([`Session::run`]).
+//!
+//! The session also keeps the Postgres transaction-block state. Weir applies
+//! every statement when it runs (there is no rollback): `BEGIN` / `COMMIT` /
+//! `ROLLBACK` are accepted so that drivers work, a failed statement inside a
+//! block makes the block refuse further statements until it ends (as Postgres
+//! does), and `ROLLBACK` of a block that wrote says that nothing was undone.
+
+mod ddl;
+mod dml;
+mod names;
+mod query;
+mod utility;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ScalarValue;
+use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::sqlparser::ast;
+use weir_sql::Statement;
+
+use crate::catalog::ObjectDef;
+use crate::database::{Database, PUBLIC_SCHEMA, SessionCatalogs};
+use crate::engine::Engine;
+use crate::error::{Result, WeirError, sqlstate};
+use crate::output::{Notice, Output};
+use crate::pg_catalog::functions::{self, SharedSettings, arrow_time_zone};
+use crate::relation::Table;
+use crate::settings::Settings;
+
+pub use dml::ModifyKind;
+
+/// Where a session stands with respect to a transaction block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionState {
+    /// Not in a block: each statement stands alone.
+    Idle,
+    /// Inside `BEGIN ... COMMIT`.
+    InBlock,
+    /// Inside a block in which a statement failed: only `COMMIT` / `ROLLBACK`
+    /// are accepted.
+    Failed,
+}
+
+/// A planned statement, ready to run with parameter values.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub statement: Statement,
+    plan: Plan,
+    /// The catalog version the plan was made against.
+    db_version: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Plan {
+    /// A query DataFusion runs.
+    Query(LogicalPlan),
+    /// `INSERT`: the rows to add, computed by DataFusion.
+    Insert { table: Arc<Table>, source: LogicalPlan },
+    /// `UPDATE` / `DELETE`: every row with its new values and whether the
+    /// statement touches it.
+    Modify {
+        table: Arc<Table>,
+        plan: LogicalPlan,
+        kind: ModifyKind,
+    },
+    /// Statements executed from their syntax (DDL, SET, ...), with the schema
+    /// of the rows they return, if any.
+    Utility(Option<SchemaRef>),
+}
+
+impl Prepared {
+    /// Types of the `$n` parameters, in order; `None` where unknown.
+    pub fn param_types(&self) -> Result<Vec<Option<DataType>>> {
+        let plan = match &self.plan {
+            Plan::Query(p) | Plan::Insert { source: p, .. } | Plan::Modify { plan: p, .. } => p,
+            Plan::Utility(_) => return Ok(vec![]),
+        };
+        let types = plan.get_parameter_types()?;
+        let mut numbered: Vec<(usize, Option<DataType>)> = types
+            .into_iter()
+            .filter_map(|(name, ty)| Some((name.trim_start_matches('$').parse().ok()?, ty)))
+            .collect();
+        numbered.sort_by_key(|(n, _)| *n);
+        let count = numbered.last().map_or(0, |(n, _)| *n);
+        let mut out = vec![None; count];
+        for (n, ty) in numbered {
+            if n >= 1 {
+                out[n - 1] = ty;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The schema of the rows the statement returns; `None` when it returns
+    /// none.
+    pub fn output_schema(&self) -> Option<SchemaRef> {
+        match &self.plan {
+            Plan::Query(p) => Some(Arc::new(p.schema().as_arrow().clone())),
+            Plan::Insert { .. } | Plan::Modify { .. } => None,
+            Plan::Utility(schema) => schema.clone(),
+        }
+    }
+}
+
+/// One client's session.
+pub struct Session {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) db: Arc<Database>,
+    pub(crate) user: String,
+    pub(crate) settings: SharedSettings,
+    pub(crate) ctx: SessionContext,
+    tx: TransactionState,
+    /// Statements that changed data or the catalog in the current block.
+    writes_in_block: usize,
+    notices: Vec<Notice>,
+    reported: Vec<(&'static str, String)>,
+    sessions_of_db: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("database", &self.db.name)
+            .field("user", &self.user)
+            .field("tx", &self.tx)
+            .finish()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.sessions_of_db.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Session {
+    pub(crate) fn new(
+        engine: Arc<Engine>,
+        db: Arc<Database>,
+        user: &str,
+        startup: &[(String, String)],
+        sessions_of_db: Arc<AtomicUsize>,
+    ) -> Result<Session> {
+        let settings = Settings::for_session(user, startup);
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(&db.name, PUBLIC_SCHEMA)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true);
+        {
+            let options = config.options_mut();
+            options.sql_parser.map_string_types_to_utf8view = false;
+            options.sql_parser.enable_ident_normalization = true;
+            options.execution.time_zone = Some(arrow_time_zone(&settings.time_zone()));
+        }
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_catalog_list(Arc::new(SessionCatalogs(db.clone())))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        let settings = Arc::new(RwLock::new(settings));
+        functions::install(&ctx, &db, engine.static_tables(), &settings, user);
+        sessions_of_db.fetch_add(1, Ordering::AcqRel);
+        Ok(Session {
+            engine,
+            db,
+            user: user.to_string(),
+            settings,
+            ctx,
+            tx: TransactionState::Idle,
+            writes_in_block: 0,
+            notices: Vec::new(),
+            reported: Vec::new(),
+            sessions_of_db,
+        })
+    }
+
+    pub fn database(&self) -> &str {
+        &self.db.name
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    pub fn transaction_state(&self) -> TransactionState {
+        self.tx
+    }
+
+    /// A copy of the current settings.
+    pub fn settings(&self) -> Settings {
+        self.read_settings().clone()
+    }
+
+    /// Notices produced by the last statements, to send to the client.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// Reported settings that changed, to send as `ParameterStatus`.
+    pub fn take_reported(&mut self) -> Vec<(&'static str, String)> {
+        std::mem::take(&mut self.reported)
+    }
+
+    /// Parses a query string into statements.
+    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
+        Ok(weir_sql::parse_sql(sql)?)
+    }
+
+    /// Parses and runs every statement of a query string, stopping at the first
+    /// error (for tests and embedded use; the wire layer streams each result).
+    pub async fn run_sql(&mut self, sql: &str) -> Result<Vec<Output>> {
+        let mut outputs = Vec::new();
+        for statement in self.parse(sql)? {
+            outputs.push(self.run(statement).await?);
+        }
+        Ok(outputs)
+    }
+
+    /// Plans and runs one statement without parameters.
+    pub async fn run(&mut self, statement: Statement) -> Result<Output> {
+        let result = match self.check_transaction(&statement) {
+            Ok(()) => match self.plan(statement).await {
+                Ok(prepared) => self.execute_unchecked(&prepared, Vec::new()).await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            self.statement_failed();
+        }
+        result
+    }
+
+    /// Plans a statement, to run later with [`Session::execute`].
+    pub async fn prepare(&mut self, statement: Statement) -> Result<Prepared> {
+        self.plan(statement).await
+    }
+
+    /// Runs a prepared statement with parameter values (`$1`, `$2`, ...).
+    pub async fn execute(&mut self, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<Output> {
+        let result = match self.check_transaction(&prepared.statement) {
+            Ok(()) => {
+                if prepared.db_version == self.db.version() {
+                    self.execute_unchecked(prepared, params).await
+                } else {
+                    // The catalog changed since the statement was planned.
+                    match self.plan(prepared.statement.clone()).await {
+                        Ok(fresh) => self.execute_unchecked(&fresh, params).await,
+                        Err(e) => Err(e),
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            self.statement_failed();
+        }
+        result
+    }
+
+    /// Tells the session that a statement failed after it started returning
+    /// rows (the error came from the row stream).
+    pub fn statement_failed(&mut self) {
+        if self.tx == TransactionState::InBlock {
+            self.tx = TransactionState::Failed;
+        }
+    }
+
+    /// Rebuilds a saved object (at startup).
+    pub(crate) async fn restore(&mut self, object: ObjectDef) -> Result<()> {
+        match object {
+            ObjectDef::Table(def) => self.restore_table(def),
+            ObjectDef::View(def) => self.restore_view(def).await,
+        }
+    }
+
+    async fn plan(&mut self, statement: Statement) -> Result<Prepared> {
+        let db_version = self.db.version();
+        let plan = match &statement {
+            Statement::Standard(stmt) => match stmt.as_ref() {
+                ast::Statement::Query(_) | ast::Statement::Explain { .. } => {
+                    Plan::Query(self.plan_query(stmt).await?)
+                }
+                ast::Statement::Insert(insert) => {
+                    let (table, source) = self.plan_insert(stmt, insert).await?;
+                    Plan::Insert { table, source }
+                }
+                ast::Statement::Update(update) => {
+                    let (table, plan) = self.plan_update(update).await?;
+                    Plan::Modify {
+                        table,
+                        plan,
+                        kind: ModifyKind::Update,
+                    }
+                }
+                ast::Statement::Delete(delete) => {
+                    let (table, plan) = self.plan_delete(delete).await?;
+                    Plan::Modify {
+                        table,
+                        plan,
+                        kind: ModifyKind::Delete,
+                    }
+                }
+                other => Plan::Utility(utility::output_schema(other)),
+            },
+            Statement::ShowObjects(_) => Plan::Utility(Some(name_column_schema("Name"))),
+        };
+        Ok(Prepared {
+            statement,
+            plan,
+            db_version,
+        })
+    }
+
+    async fn execute_unchecked(&mut self, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<Output> {
+        let output = match &prepared.plan {
+            Plan::Query(plan) => self.execute_query(plan, &params).await?,
+            Plan::Insert { table, source } => self.execute_insert(table, source, &params).await?,
+            Plan::Modify { table, plan, kind } => {
+                self.execute_modify(table, plan, *kind, &params).await?
+            }
+            Plan::Utility(_) => {
+                if !params.is_empty() {
+                    return Err(WeirError::new(
+                        sqlstate::SYNTAX_ERROR,
+                        "this statement does not take parameters",
+                    ));
+                }
+                self.execute_utility(&prepared.statement).await?
+            }
+        };
+        if self.tx == TransactionState::InBlock && writes(&prepared.statement) {
+            self.writes_in_block += 1;
+        }
+        Ok(output)
+    }
+
+    /// Refuses statements in a failed block, other than the ones that end it.
+    fn check_transaction(&self, statement: &Statement) -> Result<()> {
+        if self.tx != TransactionState::Failed {
+            return Ok(());
+        }
+        let ends_block = matches!(
+            statement,
+            Statement::Standard(s) if matches!(
+                s.as_ref(),
+                ast::Statement::Commit { .. } | ast::Statement::Rollback { .. }
+            )
+        );
+        if ends_block {
+            Ok(())
+        } else {
+            Err(WeirError::new(
+                sqlstate::IN_FAILED_SQL_TRANSACTION,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ))
+        }
+    }
+
+    pub(crate) fn notice(&mut self, message: impl Into<String>) {
+        self.notices.push(Notice {
+            severity: "NOTICE",
+            code: sqlstate::SUCCESSFUL_COMPLETION,
+            message: message.into(),
+        });
+    }
+
+    pub(crate) fn warning(&mut self, code: &'static str, message: impl Into<String>) {
+        self.notices.push(Notice {
+            severity: "WARNING",
+            code,
+            message: message.into(),
+        });
+    }
+
+    pub(crate) fn read_settings(&self) -> std::sync::RwLockReadGuard<'_, Settings> {
+        self.settings.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn write_settings(&self) -> std::sync::RwLockWriteGuard<'_, Settings> {
+        self.settings.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Whether a statement changes data or the catalog (for the ROLLBACK notice).
+fn writes(statement: &Statement) -> bool {
+    match statement {
+        Statement::Standard(s) => matches!(
+            s.as_ref(),
+            ast::Statement::Insert(_)
+                | ast::Statement::Update(_)
+                | ast::Statement::Delete(_)
+                | ast::Statement::Truncate(_)
+                | ast::Statement::CreateTable(_)
+                | ast::Statement::CreateView(_)
+                | ast::Statement::Drop { .. }
+                | ast::Statement::CreateDatabase { .. }
+        ),
+        Statement::ShowObjects(_) => false,
+    }
+}
+
+/// A one-column text schema (`SHOW` results).
+pub(crate) fn name_column_schema(name: &str) -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)]))
+}

@@ -1,0 +1,264 @@
+//! The statement parser: Postgres' dialect with Weir's statements added.
+//!
+//! Built the way DataFusion's `DFParser` is: look at the leading keywords, parse
+//! Weir's own statements with sqlparser's `Parser` primitives, and hand every
+//! other statement to sqlparser. No SQL text is rewritten.
+//!
+//! Queries that clients send against `pg_catalog` (psql's `\d`, driver type
+//! lookups) go through `datafusion-pg-catalog`'s compatibility rewrites, which
+//! turn Postgres-only constructs (`OPERATOR(pg_catalog.~)`, `'t'::regclass`,
+//! ...) into forms DataFusion can plan. User queries are left as written.
+
+use std::sync::LazyLock;
+
+use datafusion::sql::sqlparser::ast;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+use crate::statement::{ObjectKind, ShowObjects, Statement};
+
+/// A statement that could not be parsed, worded as Postgres words it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// `syntax error at or near "x"` and what the parser expected.
+    pub message: String,
+    /// 1-based character offset of the offending token in the query text, as in
+    /// the `P` field of a Postgres error.
+    pub position: Option<usize>,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+static DIALECT: PostgreSqlDialect = PostgreSqlDialect {};
+
+static PG_COMPAT: LazyLock<PostgresCompatibilityParser> =
+    LazyLock::new(PostgresCompatibilityParser::new);
+
+/// Parses a query string into its statements (empty for an empty query).
+pub fn parse_sql(sql: &str) -> Result<Vec<Statement>, ParseError> {
+    let tokens = Tokenizer::new(&DIALECT, sql)
+        .tokenize_with_location()
+        .map_err(|e| syntax_error(sql, &ParserError::TokenizerError(e.to_string())))?;
+    let mentions_catalog = tokens.iter().any(|t| is_system_catalog_word(&t.token));
+    let mut parser = WeirParser {
+        parser: Parser::new(&DIALECT).with_tokens_with_locations(tokens),
+    };
+    let statements = parser
+        .parse_statements()
+        .map_err(|e| syntax_error(sql, &e))?;
+    if mentions_catalog && statements.iter().all(|s| matches!(s, Statement::Standard(_))) {
+        // A client's catalog query: apply the pg_catalog compatibility rewrites.
+        if let Ok(rewritten) = PG_COMPAT.parse(sql)
+            && rewritten.len() == statements.len()
+        {
+            return Ok(rewritten
+                .into_iter()
+                .map(|s| Statement::Standard(Box::new(s)))
+                .collect());
+        }
+    }
+    Ok(statements)
+}
+
+/// Parses a single SQL expression (a column default, a `SET` value).
+pub fn parse_expr(sql: &str) -> Result<ast::Expr, ParseError> {
+    Parser::new(&DIALECT)
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| syntax_error(sql, &e))
+}
+
+fn is_system_catalog_word(token: &Token) -> bool {
+    match token {
+        Token::Word(w) => {
+            let v = w.value.to_ascii_lowercase();
+            v.starts_with("pg_") || v == "information_schema" || v.starts_with("reg")
+        }
+        _ => false,
+    }
+}
+
+struct WeirParser<'a> {
+    parser: Parser<'a>,
+}
+
+impl WeirParser<'_> {
+    fn parse_statements(&mut self) -> Result<Vec<Statement>, ParserError> {
+        let mut statements = Vec::new();
+        let mut expecting_delimiter = false;
+        loop {
+            while self.parser.consume_token(&Token::SemiColon) {
+                expecting_delimiter = false;
+            }
+            if self.parser.peek_token_ref().token == Token::EOF {
+                return Ok(statements);
+            }
+            if expecting_delimiter {
+                return self.parser.expected("end of statement", self.parser.peek_token());
+            }
+            statements.push(self.parse_statement()?);
+            expecting_delimiter = true;
+        }
+    }
+
+    fn parse_statement(&mut self) -> Result<Statement, ParserError> {
+        if self.peek_keyword(0, Keyword::SHOW)
+            && let Some(kind) = self.peek_object_kind(1)
+        {
+            return self.parse_show_objects(kind);
+        }
+        Ok(Statement::Standard(Box::new(self.parser.parse_statement()?)))
+    }
+
+    /// `SHOW TABLES | VIEWS | DATABASES [LIKE 'pattern']`
+    fn parse_show_objects(&mut self, kind: ObjectKind) -> Result<Statement, ParserError> {
+        self.parser.expect_keyword_is(Keyword::SHOW)?;
+        self.parser.next_token(); // the kind
+        let like = if self.parser.parse_keyword(Keyword::LIKE) {
+            Some(self.parser.parse_literal_string()?)
+        } else {
+            None
+        };
+        Ok(Statement::ShowObjects(ShowObjects { kind, like }))
+    }
+
+    fn peek_object_kind(&self, n: usize) -> Option<ObjectKind> {
+        match &self.parser.peek_nth_token_ref(n).token {
+            Token::Word(w) => match w.keyword {
+                Keyword::TABLES => Some(ObjectKind::Table),
+                Keyword::VIEWS => Some(ObjectKind::View),
+                Keyword::DATABASES => Some(ObjectKind::Database),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    fn peek_keyword(&self, n: usize, keyword: Keyword) -> bool {
+        matches!(&self.parser.peek_nth_token_ref(n).token, Token::Word(w) if w.keyword == keyword)
+    }
+}
+
+/// Words a sqlparser error the way Postgres words a syntax error, keeping the
+/// parser's expectation as the rest of the message.
+fn syntax_error(sql: &str, err: &ParserError) -> ParseError {
+    let raw = match err {
+        ParserError::ParserError(m) | ParserError::TokenizerError(m) => m.as_str(),
+        ParserError::RecursionLimitExceeded => {
+            return ParseError {
+                message: "statement is too deeply nested".into(),
+                position: None,
+            };
+        }
+    };
+    // sqlparser reports "Expected: X, found: Y at Line: L, Column: C".
+    let (body, location) = match raw.rsplit_once(" at Line: ") {
+        Some((body, loc)) => (body, Some(loc)),
+        None => (raw, None),
+    };
+    let position = location.and_then(|loc| {
+        let (line, column) = loc.split_once(", Column: ")?;
+        char_offset(sql, line.trim().parse().ok()?, column.trim().parse().ok()?)
+    });
+    let found = body.rsplit_once(", found: ").map(|(_, found)| found.trim());
+    let message = match found {
+        Some("EOF") | None if position.is_none_or(|p| p > sql.chars().count()) => {
+            format!("syntax error at end of input ({body})")
+        }
+        Some(token) => format!("syntax error at or near \"{token}\" ({body})"),
+        None => format!("syntax error ({body})"),
+    };
+    ParseError { message, position }
+}
+
+/// 1-based character offset of a 1-based line and column.
+fn char_offset(sql: &str, line: usize, column: usize) -> Option<usize> {
+    if line == 0 || column == 0 {
+        return None;
+    }
+    let mut offset = 0;
+    for (i, text) in sql.split('\n').enumerate() {
+        if i + 1 == line {
+            return Some(offset + column);
+        }
+        offset += text.chars().count() + 1;
+    }
+    None
+}
+
+/// The tokens of one statement, as sqlparser produced them (for tests).
+#[cfg(test)]
+fn tokens(sql: &str) -> Vec<datafusion::sql::sqlparser::tokenizer::TokenWithSpan> {
+    Tokenizer::new(&DIALECT, sql)
+        .tokenize_with_location()
+        .expect("tokenize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_statements_go_to_sqlparser() {
+        let stmts = parse_sql("SELECT 1; CREATE TABLE t (a int);; INSERT INTO t VALUES (1)")
+            .expect("parse");
+        assert_eq!(stmts.len(), 3);
+        assert!(stmts.iter().all(|s| matches!(s, Statement::Standard(_))));
+        assert!(parse_sql("  ;; ").expect("empty").is_empty());
+    }
+
+    #[test]
+    fn show_objects_is_weirs() {
+        let stmts = parse_sql("show tables; SHOW DATABASES LIKE 'a%'; SHOW search_path")
+            .expect("parse");
+        assert_eq!(
+            stmts[0],
+            Statement::ShowObjects(ShowObjects {
+                kind: ObjectKind::Table,
+                like: None
+            })
+        );
+        assert_eq!(
+            stmts[1],
+            Statement::ShowObjects(ShowObjects {
+                kind: ObjectKind::Database,
+                like: Some("a%".into())
+            })
+        );
+        assert!(matches!(&stmts[2], Statement::Standard(s) if matches!(**s, ast::Statement::ShowVariable { .. })));
+    }
+
+    #[test]
+    fn syntax_errors_name_the_token_and_its_position() {
+        let err = parse_sql("CREATE TABLE (a int)").expect_err("missing name");
+        assert!(err.message.starts_with("syntax error at or near \"(\""), "{}", err.message);
+        assert_eq!(err.position, Some(14));
+
+        let err = parse_sql("SELECT 1;\nSELEC 2").expect_err("typo on line 2");
+        assert!(err.message.contains("\"SELEC\""), "{}", err.message);
+        assert_eq!(err.position, Some(11));
+
+        let err = parse_sql("SELECT * FROM").expect_err("truncated");
+        assert!(err.message.starts_with("syntax error at end of input"), "{}", err.message);
+    }
+
+    #[test]
+    fn catalog_queries_get_compatibility_rewrites() {
+        let sql = "SELECT c.oid FROM pg_catalog.pg_class c \
+                   WHERE c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default";
+        assert!(tokens(sql).iter().any(|t| is_system_catalog_word(&t.token)));
+        let stmts = parse_sql(sql).expect("parse");
+        let text = stmts[0].to_string();
+        assert!(!text.contains("OPERATOR"), "{text}");
+        assert!(!text.contains("COLLATE"), "{text}");
+    }
+}

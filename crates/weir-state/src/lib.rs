@@ -1,0 +1,11 @@
+//! Weir's state layer: where data lives.
+//!
+//! - [`table`]: the rows of a table, as Arrow record batches with a key index;
+//! - [`durable_file`]: a small document (the catalog) kept atomically in object
+//!   storage.
+
+pub mod durable_file;
+pub mod table;
+
+pub use durable_file::DurableFile;
+pub use table::{TableData, WriteError};
