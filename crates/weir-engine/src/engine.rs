@@ -244,7 +244,12 @@ impl Engine {
 
     /// `DROP DATABASE`. Waits a few seconds for the sessions of the database to
     /// end (a client that just disconnected), as Postgres does.
-    pub(crate) async fn drop_database(&self, name: &str, if_exists: bool, current: &str) -> Result<bool> {
+    pub(crate) async fn drop_database(
+        &self,
+        name: &str,
+        if_exists: bool,
+        current: &str,
+    ) -> Result<bool> {
         let _ddl = self.ddl_lock().await;
         let Some(db) = self.database(name) else {
             if if_exists {
@@ -274,7 +279,9 @@ impl Engine {
                 sqlstate::OBJECT_IN_USE,
                 format!("database \"{name}\" is being accessed by other users"),
             )
-            .with_detail(format!("There are {open} other sessions using the database.")));
+            .with_detail(format!(
+                "There are {open} other sessions using the database."
+            )));
         }
         self.databases.remove(name);
         self.save().await?;
@@ -296,7 +303,11 @@ impl Engine {
 
     /// Rebuilds the objects of a database from their definitions, in creation
     /// order.
-    async fn restore_objects(self: &Arc<Self>, db: &Arc<Database>, objects: Vec<ObjectDef>) -> Result<()> {
+    async fn restore_objects(
+        self: &Arc<Self>,
+        db: &Arc<Database>,
+        objects: Vec<ObjectDef>,
+    ) -> Result<()> {
         let mut session = Session::new(
             self.clone(),
             db.clone(),

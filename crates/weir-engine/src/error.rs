@@ -63,6 +63,7 @@ pub mod sqlstate {
     pub const DATA_CORRUPTED: SqlState = "XX001";
     pub const INVALID_SQL_STATEMENT_NAME: SqlState = "26000";
     pub const INVALID_CURSOR_NAME: SqlState = "34000";
+    pub const PROTOCOL_VIOLATION: SqlState = "08P01";
 }
 
 use sqlstate::*;
@@ -214,11 +215,7 @@ fn from_schema(e: &SchemaError) -> WeirError {
                 format!("column \"{}\" does not exist", field.name),
             );
             if let Some(relation) = &field.relation {
-                err.message = format!(
-                    "column {}.{} does not exist",
-                    relation.table(),
-                    field.name
-                );
+                err.message = format!("column {}.{} does not exist", relation.table(), field.name);
             }
             err
         }
@@ -293,12 +290,16 @@ fn from_execution_message(m: &str) -> WeirError {
 fn from_arrow(e: &ArrowError) -> WeirError {
     match e {
         ArrowError::DivideByZero => WeirError::new(DIVISION_BY_ZERO, "division by zero"),
-        ArrowError::ArithmeticOverflow(m) => {
-            WeirError::new(NUMERIC_VALUE_OUT_OF_RANGE, format!("value out of range: {m}"))
-        }
+        ArrowError::ArithmeticOverflow(m) => WeirError::new(
+            NUMERIC_VALUE_OUT_OF_RANGE,
+            format!("value out of range: {m}"),
+        ),
         ArrowError::CastError(m) | ArrowError::ParseError(m) => from_cast_message(m),
         ArrowError::ComputeError(m) if m.to_ascii_lowercase().contains("overflow") => {
-            WeirError::new(NUMERIC_VALUE_OUT_OF_RANGE, format!("value out of range: {m}"))
+            WeirError::new(
+                NUMERIC_VALUE_OUT_OF_RANGE,
+                format!("value out of range: {m}"),
+            )
         }
         ArrowError::ExternalError(inner) => {
             if let Some(weir) = inner.downcast_ref::<WeirError>() {
@@ -319,8 +320,7 @@ fn from_arrow(e: &ArrowError) -> WeirError {
 /// and the type can be recognised.
 fn from_cast_message(m: &str) -> WeirError {
     let lower = m.to_ascii_lowercase();
-    if lower.contains("overflow") || lower.contains("out of range") || lower.contains("too large")
-    {
+    if lower.contains("overflow") || lower.contains("out of range") || lower.contains("too large") {
         return WeirError::new(NUMERIC_VALUE_OUT_OF_RANGE, m.to_string());
     }
     // "Cannot cast string 'abc' to value of Int32 type"
@@ -369,17 +369,17 @@ mod tests {
 
     #[test]
     fn datafusion_errors_get_postgres_codes() {
-        let e: WeirError = DataFusionError::Plan("table 'weir.public.nope' not found".into()).into();
+        let e: WeirError =
+            DataFusionError::Plan("table 'weir.public.nope' not found".into()).into();
         assert_eq!(e.code, UNDEFINED_TABLE);
         assert_eq!(e.message, "relation \"nope\" does not exist");
 
-        let e: WeirError = DataFusionError::ArrowError(Box::new(ArrowError::DivideByZero), None).into();
+        let e: WeirError =
+            DataFusionError::ArrowError(Box::new(ArrowError::DivideByZero), None).into();
         assert_eq!(e.code, DIVISION_BY_ZERO);
 
-        let e: WeirError = ArrowError::CastError(
-            "Cannot cast string 'abc' to value of Int32 type".into(),
-        )
-        .into();
+        let e: WeirError =
+            ArrowError::CastError("Cannot cast string 'abc' to value of Int32 type".into()).into();
         assert_eq!(e.code, INVALID_TEXT_REPRESENTATION);
         assert_eq!(e.message, "invalid input syntax for type integer: \"abc\"");
 

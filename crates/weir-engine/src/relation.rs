@@ -158,7 +158,8 @@ impl TableProvider for Table {
         for (i, batch) in batches.iter().enumerate() {
             parts[i % partitions].push(batch.clone());
         }
-        let exec = MemorySourceConfig::try_new_exec(&parts, self.schema.clone(), projection.cloned())?;
+        let exec =
+            MemorySourceConfig::try_new_exec(&parts, self.schema.clone(), projection.cloned())?;
         Ok(exec)
     }
 }

@@ -71,36 +71,194 @@ const fn def(
 
 /// Every setting Weir knows, with its default.
 const DEFINITIONS: &[Definition] = &[
-    def("application_name", "", Kind::Text, true, "Sets the application name to be reported in statistics and logs."),
-    def("bytea_output", "hex", Kind::ByteaOutput, false, "Sets the output format for bytea."),
-    def("client_encoding", "UTF8", Kind::Encoding, true, "Sets the client's character set encoding."),
-    def("client_min_messages", "notice", Kind::Text, false, "Sets the message levels that are sent to the client."),
-    def("DateStyle", "ISO, MDY", Kind::DateStyle, true, "Sets the display format for date and time values."),
-    def("default_transaction_isolation", "read committed", Kind::Text, false, "Sets the transaction isolation level of each new transaction."),
-    def("default_transaction_read_only", "off", Kind::Bool, true, "Sets the default read-only status of new transactions."),
-    def("extra_float_digits", "1", Kind::Int(-15, 3), false, "Sets the number of digits displayed for floating-point values."),
-    def("idle_in_transaction_session_timeout", "0", Kind::Duration, false, "Sets the maximum allowed idle time between queries, when in a transaction."),
-    def("in_hot_standby", "off", Kind::ReadOnly, true, "Shows whether hot standby is currently active."),
-    def("integer_datetimes", "on", Kind::ReadOnly, true, "Shows whether datetimes are integer based."),
-    def("IntervalStyle", "postgres", Kind::IntervalStyle, true, "Sets the display format for interval values."),
-    def("is_superuser", "on", Kind::ReadOnly, true, "Shows whether the current user is a superuser."),
-    def("lc_messages", "C.UTF-8", Kind::Text, false, "Sets the language in which messages are displayed."),
-    def("lock_timeout", "0", Kind::Duration, false, "Sets the maximum allowed duration of any wait for a lock."),
-    def("max_identifier_length", "63", Kind::ReadOnly, false, "Shows the maximum identifier length."),
-    def("search_path", "\"$user\", public", Kind::Text, false, "Sets the schema search order for names that are not schema-qualified."),
-    def("server_encoding", "UTF8", Kind::ReadOnly, true, "Shows the server (database) character set encoding."),
-    def("server_version", SERVER_VERSION, Kind::ReadOnly, true, "Shows the server version."),
-    def("server_version_num", SERVER_VERSION_NUM, Kind::ReadOnly, false, "Shows the server version as an integer."),
-    def("session_authorization", "weir", Kind::ReadOnly, true, "Sets the session user name."),
-    def("standard_conforming_strings", "on", Kind::ReadOnly, true, "Causes '...' strings to treat backslashes literally."),
-    def("statement_timeout", "0", Kind::Duration, false, "Sets the maximum allowed duration of any statement."),
-    def("TimeZone", "UTC", Kind::TimeZone, true, "Sets the time zone for displaying and interpreting time stamps."),
-    def("transaction_isolation", "read committed", Kind::Text, false, "Sets the current transaction's isolation level."),
-    def("transaction_read_only", "off", Kind::Bool, false, "Sets the current transaction's read-only status."),
+    def(
+        "application_name",
+        "",
+        Kind::Text,
+        true,
+        "Sets the application name to be reported in statistics and logs.",
+    ),
+    def(
+        "bytea_output",
+        "hex",
+        Kind::ByteaOutput,
+        false,
+        "Sets the output format for bytea.",
+    ),
+    def(
+        "client_encoding",
+        "UTF8",
+        Kind::Encoding,
+        true,
+        "Sets the client's character set encoding.",
+    ),
+    def(
+        "client_min_messages",
+        "notice",
+        Kind::Text,
+        false,
+        "Sets the message levels that are sent to the client.",
+    ),
+    def(
+        "DateStyle",
+        "ISO, MDY",
+        Kind::DateStyle,
+        true,
+        "Sets the display format for date and time values.",
+    ),
+    def(
+        "default_transaction_isolation",
+        "read committed",
+        Kind::Text,
+        false,
+        "Sets the transaction isolation level of each new transaction.",
+    ),
+    def(
+        "default_transaction_read_only",
+        "off",
+        Kind::Bool,
+        true,
+        "Sets the default read-only status of new transactions.",
+    ),
+    def(
+        "extra_float_digits",
+        "1",
+        Kind::Int(-15, 3),
+        false,
+        "Sets the number of digits displayed for floating-point values.",
+    ),
+    def(
+        "idle_in_transaction_session_timeout",
+        "0",
+        Kind::Duration,
+        false,
+        "Sets the maximum allowed idle time between queries, when in a transaction.",
+    ),
+    def(
+        "in_hot_standby",
+        "off",
+        Kind::ReadOnly,
+        true,
+        "Shows whether hot standby is currently active.",
+    ),
+    def(
+        "integer_datetimes",
+        "on",
+        Kind::ReadOnly,
+        true,
+        "Shows whether datetimes are integer based.",
+    ),
+    def(
+        "IntervalStyle",
+        "postgres",
+        Kind::IntervalStyle,
+        true,
+        "Sets the display format for interval values.",
+    ),
+    def(
+        "is_superuser",
+        "on",
+        Kind::ReadOnly,
+        true,
+        "Shows whether the current user is a superuser.",
+    ),
+    def(
+        "lc_messages",
+        "C.UTF-8",
+        Kind::Text,
+        false,
+        "Sets the language in which messages are displayed.",
+    ),
+    def(
+        "lock_timeout",
+        "0",
+        Kind::Duration,
+        false,
+        "Sets the maximum allowed duration of any wait for a lock.",
+    ),
+    def(
+        "max_identifier_length",
+        "63",
+        Kind::ReadOnly,
+        false,
+        "Shows the maximum identifier length.",
+    ),
+    def(
+        "search_path",
+        "\"$user\", public",
+        Kind::Text,
+        false,
+        "Sets the schema search order for names that are not schema-qualified.",
+    ),
+    def(
+        "server_encoding",
+        "UTF8",
+        Kind::ReadOnly,
+        true,
+        "Shows the server (database) character set encoding.",
+    ),
+    def(
+        "server_version",
+        SERVER_VERSION,
+        Kind::ReadOnly,
+        true,
+        "Shows the server version.",
+    ),
+    def(
+        "server_version_num",
+        SERVER_VERSION_NUM,
+        Kind::ReadOnly,
+        false,
+        "Shows the server version as an integer.",
+    ),
+    def(
+        "session_authorization",
+        "weir",
+        Kind::ReadOnly,
+        true,
+        "Sets the session user name.",
+    ),
+    def(
+        "standard_conforming_strings",
+        "on",
+        Kind::ReadOnly,
+        true,
+        "Causes '...' strings to treat backslashes literally.",
+    ),
+    def(
+        "statement_timeout",
+        "0",
+        Kind::Duration,
+        false,
+        "Sets the maximum allowed duration of any statement.",
+    ),
+    def(
+        "TimeZone",
+        "UTC",
+        Kind::TimeZone,
+        true,
+        "Sets the time zone for displaying and interpreting time stamps.",
+    ),
+    def(
+        "transaction_isolation",
+        "read committed",
+        Kind::Text,
+        false,
+        "Sets the current transaction's isolation level.",
+    ),
+    def(
+        "transaction_read_only",
+        "off",
+        Kind::Bool,
+        false,
+        "Sets the current transaction's read-only status.",
+    ),
 ];
 
 fn definition(name: &str) -> Option<&'static Definition> {
-    DEFINITIONS.iter().find(|d| d.name.eq_ignore_ascii_case(name))
+    DEFINITIONS
+        .iter()
+        .find(|d| d.name.eq_ignore_ascii_case(name))
 }
 
 /// The settings of one session.
@@ -121,7 +279,10 @@ pub struct SettingRow {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            values: DEFINITIONS.iter().map(|d| (d.name, d.default.to_string())).collect(),
+            values: DEFINITIONS
+                .iter()
+                .map(|d| (d.name, d.default.to_string()))
+                .collect(),
             custom: BTreeMap::new(),
         }
     }
@@ -137,7 +298,10 @@ impl Settings {
             .values
             .insert("session_authorization", user.to_string());
         for (name, value) in startup {
-            if matches!(name.as_str(), "user" | "database" | "options" | "replication") {
+            if matches!(
+                name.as_str(),
+                "user" | "database" | "options" | "replication"
+            ) {
                 continue;
             }
             if let Err(e) = settings.set(name, value) {
@@ -237,7 +401,10 @@ impl Settings {
     }
 
     pub fn time_zone(&self) -> String {
-        self.values.get("TimeZone").cloned().unwrap_or_else(|| "UTC".into())
+        self.values
+            .get("TimeZone")
+            .cloned()
+            .unwrap_or_else(|| "UTC".into())
     }
 
     pub fn extra_float_digits(&self) -> i32 {
@@ -334,7 +501,9 @@ fn normalise(d: &Definition, value: &str) -> Result<String> {
                             sqlstate::FEATURE_NOT_SUPPORTED,
                             format!("DateStyle \"{part}\" is not supported"),
                         )
-                        .with_hint("Weir writes dates in ISO format only: SET DateStyle = 'ISO'."));
+                        .with_hint(
+                            "Weir writes dates in ISO format only: SET DateStyle = 'ISO'.",
+                        ));
                     }
                     _ => return Err(invalid(d.name, value)),
                 }
@@ -382,7 +551,10 @@ fn normalise(d: &Definition, value: &str) -> Result<String> {
 /// A time zone name as Weir keeps it, or `None` when it is not one.
 pub fn normalise_time_zone(tz: &str) -> Option<String> {
     let tz = tz.trim().trim_matches('\'');
-    if tz.eq_ignore_ascii_case("utc") || tz.eq_ignore_ascii_case("z") || tz.eq_ignore_ascii_case("zulu") {
+    if tz.eq_ignore_ascii_case("utc")
+        || tz.eq_ignore_ascii_case("z")
+        || tz.eq_ignore_ascii_case("zulu")
+    {
         return Some("UTC".into());
     }
     if tz.eq_ignore_ascii_case("gmt") {
@@ -439,11 +611,26 @@ mod tests {
     #[test]
     fn invalid_values_are_refused() {
         let mut s = Settings::default();
-        assert_eq!(s.set("TimeZone", "Mars/Base").expect_err("tz").code, sqlstate::INVALID_PARAMETER_VALUE);
-        assert_eq!(s.set("extra_float_digits", "9").expect_err("range").code, sqlstate::INVALID_PARAMETER_VALUE);
-        assert_eq!(s.set("no_such_thing", "1").expect_err("unknown").code, sqlstate::UNDEFINED_OBJECT);
-        assert_eq!(s.set("DateStyle", "German").expect_err("style").code, sqlstate::FEATURE_NOT_SUPPORTED);
-        assert_eq!(s.set("server_version", "9.6").expect_err("read only").code, sqlstate::INVALID_PARAMETER_VALUE);
+        assert_eq!(
+            s.set("TimeZone", "Mars/Base").expect_err("tz").code,
+            sqlstate::INVALID_PARAMETER_VALUE
+        );
+        assert_eq!(
+            s.set("extra_float_digits", "9").expect_err("range").code,
+            sqlstate::INVALID_PARAMETER_VALUE
+        );
+        assert_eq!(
+            s.set("no_such_thing", "1").expect_err("unknown").code,
+            sqlstate::UNDEFINED_OBJECT
+        );
+        assert_eq!(
+            s.set("DateStyle", "German").expect_err("style").code,
+            sqlstate::FEATURE_NOT_SUPPORTED
+        );
+        assert_eq!(
+            s.set("server_version", "9.6").expect_err("read only").code,
+            sqlstate::INVALID_PARAMETER_VALUE
+        );
         // Custom settings with a prefix are accepted, as in Postgres.
         s.set("myapp.tenant", "42").expect("custom");
         assert_eq!(s.get("myapp.tenant").expect("custom"), "42");
@@ -461,6 +648,9 @@ mod tests {
         assert_eq!(normalise_time_zone("-8").as_deref(), Some("-08:00"));
         assert_eq!(normalise_time_zone("+05:30").as_deref(), Some("+05:30"));
         assert_eq!(normalise_time_zone("utc").as_deref(), Some("UTC"));
-        assert_eq!(normalise_time_zone("America/New_York").as_deref(), Some("America/New_York"));
+        assert_eq!(
+            normalise_time_zone("America/New_York").as_deref(),
+            Some("America/New_York")
+        );
     }
 }

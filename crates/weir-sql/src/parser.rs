@@ -55,7 +55,11 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Statement>, ParseError> {
     let statements = parser
         .parse_statements()
         .map_err(|e| syntax_error(sql, &e))?;
-    if mentions_catalog && statements.iter().all(|s| matches!(s, Statement::Standard(_))) {
+    if mentions_catalog
+        && statements
+            .iter()
+            .all(|s| matches!(s, Statement::Standard(_)))
+    {
         // A client's catalog query: apply the pg_catalog compatibility rewrites.
         if let Ok(rewritten) = PG_COMPAT.parse(sql)
             && rewritten.len() == statements.len()
@@ -103,7 +107,9 @@ impl WeirParser<'_> {
                 return Ok(statements);
             }
             if expecting_delimiter {
-                return self.parser.expected("end of statement", self.parser.peek_token());
+                return self
+                    .parser
+                    .expected("end of statement", self.parser.peek_token());
             }
             statements.push(self.parse_statement()?);
             expecting_delimiter = true;
@@ -116,7 +122,9 @@ impl WeirParser<'_> {
         {
             return self.parse_show_objects(kind);
         }
-        Ok(Statement::Standard(Box::new(self.parser.parse_statement()?)))
+        Ok(Statement::Standard(Box::new(
+            self.parser.parse_statement()?,
+        )))
     }
 
     /// `SHOW TABLES | VIEWS | DATABASES [LIKE 'pattern']`
@@ -218,8 +226,8 @@ mod tests {
 
     #[test]
     fn show_objects_is_weirs() {
-        let stmts = parse_sql("show tables; SHOW DATABASES LIKE 'a%'; SHOW search_path")
-            .expect("parse");
+        let stmts =
+            parse_sql("show tables; SHOW DATABASES LIKE 'a%'; SHOW search_path").expect("parse");
         assert_eq!(
             stmts[0],
             Statement::ShowObjects(ShowObjects {
@@ -234,13 +242,19 @@ mod tests {
                 like: Some("a%".into())
             })
         );
-        assert!(matches!(&stmts[2], Statement::Standard(s) if matches!(**s, ast::Statement::ShowVariable { .. })));
+        assert!(
+            matches!(&stmts[2], Statement::Standard(s) if matches!(**s, ast::Statement::ShowVariable { .. }))
+        );
     }
 
     #[test]
     fn syntax_errors_name_the_token_and_its_position() {
         let err = parse_sql("CREATE TABLE (a int)").expect_err("missing name");
-        assert!(err.message.starts_with("syntax error at or near \"(\""), "{}", err.message);
+        assert!(
+            err.message.starts_with("syntax error at or near \"(\""),
+            "{}",
+            err.message
+        );
         assert_eq!(err.position, Some(14));
 
         let err = parse_sql("SELECT 1;\nSELEC 2").expect_err("typo on line 2");
@@ -248,7 +262,11 @@ mod tests {
         assert_eq!(err.position, Some(11));
 
         let err = parse_sql("SELECT * FROM").expect_err("truncated");
-        assert!(err.message.starts_with("syntax error at end of input"), "{}", err.message);
+        assert!(
+            err.message.starts_with("syntax error at end of input"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

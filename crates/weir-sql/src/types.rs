@@ -276,10 +276,12 @@ fn unsupported(name: &str) -> TypeError {
 
 fn numeric(info: &ExactNumberInfo) -> Result<SqlType, TypeError> {
     let (precision, scale) = match *info {
-        ExactNumberInfo::None => return Ok(SqlType::Numeric {
-            precision: None,
-            scale: None,
-        }),
+        ExactNumberInfo::None => {
+            return Ok(SqlType::Numeric {
+                precision: None,
+                scale: None,
+            });
+        }
         ExactNumberInfo::Precision(p) => (p, 0),
         ExactNumberInfo::PrecisionAndScale(p, s) => (p, s),
     };
@@ -333,12 +335,24 @@ mod tests {
             ("int", SqlType::Integer, "integer"),
             ("bigint", SqlType::BigInt, "bigint"),
             ("float4", SqlType::Real, "real"),
-            ("double precision", SqlType::DoublePrecision, "double precision"),
+            (
+                "double precision",
+                SqlType::DoublePrecision,
+                "double precision",
+            ),
             ("float", SqlType::DoublePrecision, "double precision"),
-            ("varchar(10)", SqlType::Varchar(Some(10)), "character varying(10)"),
+            (
+                "varchar(10)",
+                SqlType::Varchar(Some(10)),
+                "character varying(10)",
+            ),
             ("text", SqlType::Text, "text"),
             ("bytea", SqlType::Bytea, "bytea"),
-            ("timestamptz", SqlType::TimestampTz, "timestamp with time zone"),
+            (
+                "timestamptz",
+                SqlType::TimestampTz,
+                "timestamp with time zone",
+            ),
             (
                 "timestamp without time zone",
                 SqlType::Timestamp,
@@ -361,9 +375,18 @@ mod tests {
         assert_eq!(ty.arrow_type(), DataType::Decimal128(10, 2));
         // Postgres: ((10 << 16) | 2) + 4
         assert_eq!(ty.typmod(), 655366);
-        assert_eq!(parse("numeric(5)").expect("numeric").arrow_type(), DataType::Decimal128(5, 0));
-        assert!(matches!(parse("numeric(40,2)"), Err(TypeError::InvalidModifier(_))));
-        assert!(matches!(parse("numeric(4,6)"), Err(TypeError::InvalidModifier(_))));
+        assert_eq!(
+            parse("numeric(5)").expect("numeric").arrow_type(),
+            DataType::Decimal128(5, 0)
+        );
+        assert!(matches!(
+            parse("numeric(40,2)"),
+            Err(TypeError::InvalidModifier(_))
+        ));
+        assert!(matches!(
+            parse("numeric(4,6)"),
+            Err(TypeError::InvalidModifier(_))
+        ));
     }
 
     #[test]

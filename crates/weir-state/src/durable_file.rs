@@ -60,6 +60,9 @@ mod tests {
         file.write(Bytes::from_static(b"one")).await.expect("write");
         file.write(Bytes::from_static(b"two")).await.expect("write");
         let reopened = DurableFile::local(dir.path(), "catalog.json").expect("reopen");
-        assert_eq!(reopened.read().await.expect("read").as_deref(), Some(&b"two"[..]));
+        assert_eq!(
+            reopened.read().await.expect("read").as_deref(),
+            Some(&b"two"[..])
+        );
     }
 }

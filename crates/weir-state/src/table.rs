@@ -299,7 +299,10 @@ mod tests {
     #[test]
     fn insert_appends_and_counts() {
         let table = TableData::new(schema(), vec![0], vec![]);
-        assert_eq!(table.insert(&[batch(&[Some(1), Some(2)], &[Some("a"), None])]), Ok(2));
+        assert_eq!(
+            table.insert(&[batch(&[Some(1), Some(2)], &[Some("a"), None])]),
+            Ok(2)
+        );
         assert_eq!(table.insert(&[batch(&[Some(3)], &[Some("c")])]), Ok(1));
         assert_eq!(table.row_count(), 3);
         assert_eq!(table.snapshot().len(), 2);
@@ -308,7 +311,9 @@ mod tests {
     #[test]
     fn duplicate_keys_are_refused_whole() {
         let table = TableData::new(schema(), vec![0], vec![]);
-        table.insert(&[batch(&[Some(1)], &[Some("a")])]).expect("first");
+        table
+            .insert(&[batch(&[Some(1)], &[Some("a")])])
+            .expect("first");
         let err = table
             .insert(&[batch(&[Some(2), Some(1)], &[Some("b"), Some("c")])])
             .expect_err("duplicate");
@@ -324,19 +329,34 @@ mod tests {
     #[test]
     fn null_keys_are_refused() {
         let table = TableData::new(schema(), vec![0], vec![]);
-        let err = table.insert(&[batch(&[None], &[Some("a")])]).expect_err("null key");
-        assert_eq!(err, WriteError::NullValue { column: "id".into() });
+        let err = table
+            .insert(&[batch(&[None], &[Some("a")])])
+            .expect_err("null key");
+        assert_eq!(
+            err,
+            WriteError::NullValue {
+                column: "id".into()
+            }
+        );
     }
 
     #[test]
     fn replace_rebuilds_the_key_index() {
         let table = TableData::new(schema(), vec![0], vec![]);
-        table.insert(&[batch(&[Some(1), Some(2)], &[Some("a"), Some("b")])]).expect("insert");
-        table.replace(&[batch(&[Some(2)], &[Some("b")])]).expect("replace");
+        table
+            .insert(&[batch(&[Some(1), Some(2)], &[Some("a"), Some("b")])])
+            .expect("insert");
+        table
+            .replace(&[batch(&[Some(2)], &[Some("b")])])
+            .expect("replace");
         // Key 1 is free again, key 2 is still taken.
         assert_eq!(table.insert(&[batch(&[Some(1)], &[None])]), Ok(1));
         assert!(table.insert(&[batch(&[Some(2)], &[None])]).is_err());
-        assert!(table.replace(&[batch(&[Some(7), Some(7)], &[None, None])]).is_err());
+        assert!(
+            table
+                .replace(&[batch(&[Some(7), Some(7)], &[None, None])])
+                .is_err()
+        );
         assert_eq!(table.row_count(), 2);
     }
 

@@ -1,1 +1,123 @@
-fn main() {}
+//! The `weir` binary: `weir serve` starts a server that Postgres clients
+//! (psql, drivers, sqllogictest) connect to.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use weir_engine::{Engine, EngineConfig};
+use weir_server::Server;
+
+#[derive(Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "A streaming SQL engine you talk to with psql"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on for Postgres clients.
+        #[arg(long, env = "WEIR_LISTEN", default_value = "127.0.0.1:9347")]
+        listen: SocketAddr,
+        /// Directory for the catalog and data.
+        #[arg(long, env = "WEIR_DATA_DIR", default_value = "./weir-data")]
+        data_dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("weir: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Serve { listen, data_dir } => runtime.block_on(serve(listen, data_dir)),
+    }
+}
+
+async fn serve(listen: SocketAddr, data_dir: PathBuf) -> ExitCode {
+    let engine = match Engine::open(EngineConfig::new(&data_dir)).await {
+        Ok(engine) => engine,
+        Err(e) => {
+            tracing::error!(
+                "cannot open the data directory {}: {}",
+                data_dir.display(),
+                e.message
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match Server::bind(engine.clone(), listen).await {
+        Ok(server) => server,
+        Err(e) => {
+            tracing::error!("cannot listen on {listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = server.local_addr().unwrap_or(listen);
+    let config = engine.config();
+    tracing::info!(
+        "weir {} listening on {addr}, data in {}",
+        env!("CARGO_PKG_VERSION"),
+        data_dir.display()
+    );
+    tracing::info!(
+        "connect with: psql -h {} -p {} -U {} {}",
+        addr.ip(),
+        addr.port(),
+        config.superuser,
+        config.default_database
+    );
+    tokio::select! {
+        () = server.run() => ExitCode::SUCCESS,
+        () = shutdown_signal() => {
+            tracing::info!("shutting down");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

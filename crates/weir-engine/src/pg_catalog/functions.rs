@@ -80,27 +80,28 @@ pub fn install(
     let db_constraint = Arc::downgrade(db);
     let db_view = Arc::downgrade(db);
     for udf in [
-        text_fn("pg_get_userbyid", &[&[OID]], Volatility::Stable, move |_| {
-            Some(owner.clone())
-        }),
+        text_fn(
+            "pg_get_userbyid",
+            &[&[OID]],
+            Volatility::Stable,
+            move |_| Some(owner.clone()),
+        ),
         text_fn("session_user", &[&[]], Volatility::Stable, move |_| {
             Some(session_user.clone())
         }),
-        text_fn("pg_encoding_to_char", &[&[OID]], Volatility::Immutable, |args| {
-            (args.first()?.as_int()? == 6).then(|| "UTF8".to_string())
-        }),
         text_fn(
-            "version",
-            &[&[]],
+            "pg_encoding_to_char",
+            &[&[OID]],
             Volatility::Immutable,
-            |_| {
-                Some(format!(
-                    "PostgreSQL {SERVER_VERSION} (Weir {}) on {}-linux, 64-bit",
-                    env!("CARGO_PKG_VERSION"),
-                    std::env::consts::ARCH
-                ))
-            },
+            |args| (args.first()?.as_int()? == 6).then(|| "UTF8".to_string()),
         ),
+        text_fn("version", &[&[]], Volatility::Immutable, |_| {
+            Some(format!(
+                "PostgreSQL {SERVER_VERSION} (Weir {}) on {}-linux, 64-bit",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::ARCH
+            ))
+        }),
         text_fn(
             "current_setting",
             &[&[DataType::Utf8], &[DataType::Utf8, DataType::Boolean]],
@@ -128,7 +129,10 @@ pub fn install(
                     "CREATE UNIQUE INDEX {} ON {PUBLIC_SCHEMA}.{} USING btree ({})",
                     quote_ident(&table.def.primary_key_name()),
                     quote_ident(&table.def.name),
-                    keys.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ")
+                    keys.iter()
+                        .map(|k| quote_ident(k))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             },
         ),
@@ -144,7 +148,10 @@ pub fn install(
                 let keys = table.def.primary_key_columns();
                 Some(format!(
                     "PRIMARY KEY ({})",
-                    keys.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ")
+                    keys.iter()
+                        .map(|k| quote_ident(k))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             },
         ),
@@ -160,7 +167,10 @@ pub fn install(
             move |args| {
                 let db = db_view.upgrade()?;
                 let relation = match args.first()? {
-                    Value::Int(oid) => db.relations().into_iter().find(|r| i64::from(r.oid()) == *oid)?,
+                    Value::Int(oid) => db
+                        .relations()
+                        .into_iter()
+                        .find(|r| i64::from(r.oid()) == *oid)?,
                     Value::Text(name) => db.relation(name.rsplit('.').next()?)?,
                     Value::Null => return None,
                 };
@@ -170,9 +180,24 @@ pub fn install(
                 }
             },
         ),
-        text_fn("obj_description", &[&[OID], &[OID, DataType::Utf8]], Volatility::Stable, |_| None),
-        text_fn("col_description", &[&[OID, DataType::Int32]], Volatility::Stable, |_| None),
-        text_fn("shobj_description", &[&[OID, DataType::Utf8]], Volatility::Stable, |_| None),
+        text_fn(
+            "obj_description",
+            &[&[OID], &[OID, DataType::Utf8]],
+            Volatility::Stable,
+            |_| None,
+        ),
+        text_fn(
+            "col_description",
+            &[&[OID, DataType::Int32]],
+            Volatility::Stable,
+            |_| None,
+        ),
+        text_fn(
+            "shobj_description",
+            &[&[OID, DataType::Utf8]],
+            Volatility::Stable,
+            |_| None,
+        ),
     ] {
         ctx.register_udf(udf);
     }
@@ -190,7 +215,10 @@ pub fn install(
 /// Postgres OIDs are `int4` in the crate's catalog tables.
 const OID: DataType = DataType::Int32;
 
-fn table_with_key(db: &Database, matches: impl Fn(u32) -> bool) -> Option<Arc<crate::relation::Table>> {
+fn table_with_key(
+    db: &Database,
+    matches: impl Fn(u32) -> bool,
+) -> Option<Arc<crate::relation::Table>> {
     db.relations().into_iter().find_map(|r| match r {
         Relation::Table(t) if t.def.primary_key_oid.is_some_and(&matches) => Some(t),
         _ => None,
@@ -287,17 +315,27 @@ fn text_fn(
     volatility: Volatility,
     fun: impl Fn(&[Value]) -> Option<String> + Send + Sync + 'static,
 ) -> ScalarUDF {
-    let signature = match signatures {
-        [only] => Signature::new(TypeSignature::Exact(only.to_vec()), volatility),
+    // Arguments are read by kind (number, text, boolean) whatever their exact
+    // Arrow type, so only the number of arguments is checked: clients pass
+    // OIDs as int4 or int8 and positions as int2, int4 or int8.
+    let mut arities: Vec<usize> = signatures.iter().map(|s| s.len()).collect();
+    arities.sort_unstable();
+    arities.dedup();
+    let signature = match arities.as_slice() {
+        [0] => Signature::nullary(volatility),
+        [n] => Signature::any(*n, volatility),
         many => Signature::one_of(
-            many.iter().map(|s| TypeSignature::Exact(s.to_vec())).collect(),
+            many.iter()
+                .map(|n| {
+                    if *n == 0 {
+                        TypeSignature::Nullary
+                    } else {
+                        TypeSignature::Any(*n)
+                    }
+                })
+                .collect(),
             volatility,
         ),
-    };
-    let signature = if signatures.iter().all(|s| s.is_empty()) {
-        Signature::nullary(volatility)
-    } else {
-        signature
     };
     ScalarUDF::from(TextUdf {
         name,
@@ -333,7 +371,11 @@ impl ScalarUDFImpl for TextUdf {
             }
         }
         let array: ArrayRef = Arc::new(out.finish());
-        if args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+        if args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)))
+        {
             return Ok(ColumnarValue::Scalar(
                 datafusion::common::ScalarValue::try_from_array(&array, 0)?,
             ));

@@ -81,11 +81,8 @@ impl PgCatalogSchema {
         static_tables: Arc<PgCatalogStaticTables>,
         owner: &str,
     ) -> DfResult<Self> {
-        let upstream = PgCatalogSchemaProvider::try_new(
-            NoCatalogs,
-            static_tables,
-            Roles(owner.to_string()),
-        )?;
+        let upstream =
+            PgCatalogSchemaProvider::try_new(NoCatalogs, static_tables, Roles(owner.to_string()))?;
         let mut schemas = HashMap::new();
         for (name, _) in WEIR_TABLES {
             let table = upstream.build_table_by_name(name)?.ok_or_else(|| {
@@ -182,12 +179,12 @@ fn build_batch(schema: &SchemaRef, rows: &[Row]) -> DfResult<RecordBatch> {
             }
             let values = rows
                 .iter()
-                .map(|row| {
-                    match row.iter().find(|(name, _)| *name == field.name().as_str()) {
+                .map(
+                    |row| match row.iter().find(|(name, _)| *name == field.name().as_str()) {
                         Some((_, value)) => conform(value, field),
                         None => Ok(default_value(field)),
-                    }
-                })
+                    },
+                )
                 .collect::<DfResult<Vec<_>>>()?;
             let array = ScalarValue::iter_to_array(values)?;
             if array.data_type() == field.data_type() {

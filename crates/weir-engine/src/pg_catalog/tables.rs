@@ -8,7 +8,9 @@ use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::ScalarValue;
 use weir_sql::SqlType;
 
-use super::{CatalogContext, INFORMATION_SCHEMA_NAMESPACE_OID, OWNER_OID, PG_CATALOG_NAMESPACE_OID, Row};
+use super::{
+    CatalogContext, INFORMATION_SCHEMA_NAMESPACE_OID, OWNER_OID, PG_CATALOG_NAMESPACE_OID, Row,
+};
 use crate::database::{PUBLIC_NAMESPACE_OID, PUBLIC_SCHEMA};
 use crate::relation::Relation;
 
@@ -36,7 +38,10 @@ fn float(v: f64) -> ScalarValue {
 }
 
 fn int2_list(values: &[i16]) -> ScalarValue {
-    let values: Vec<ScalarValue> = values.iter().map(|v| ScalarValue::Int16(Some(*v))).collect();
+    let values: Vec<ScalarValue> = values
+        .iter()
+        .map(|v| ScalarValue::Int16(Some(*v)))
+        .collect();
     ScalarValue::List(ScalarValue::new_list_nullable(&values, &DataType::Int16))
 }
 

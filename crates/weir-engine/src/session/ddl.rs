@@ -118,12 +118,18 @@ impl Session {
                             return Err(WeirError::not_supported("a primary key on an expression"));
                         };
                         let key_name = ident_name(ident);
-                        let index = columns.iter().position(|c| c.name == key_name).ok_or_else(|| {
-                            WeirError::new(
-                                sqlstate::UNDEFINED_COLUMN,
-                                format!("column \"{key_name}\" named in key does not exist"),
-                            )
-                        })?;
+                        let index =
+                            columns
+                                .iter()
+                                .position(|c| c.name == key_name)
+                                .ok_or_else(|| {
+                                    WeirError::new(
+                                        sqlstate::UNDEFINED_COLUMN,
+                                        format!(
+                                            "column \"{key_name}\" named in key does not exist"
+                                        ),
+                                    )
+                                })?;
                         primary_key.push(index);
                     }
                 }
@@ -282,7 +288,10 @@ impl Session {
                 ));
             }
         };
-        let (references, _) = resolve_table_references(&datafusion::sql::parser::Statement::Statement(Box::new(statement.clone())), true)?;
+        let (references, _) = resolve_table_references(
+            &datafusion::sql::parser::Statement::Statement(Box::new(statement.clone())),
+            true,
+        )?;
         let depends_on: Vec<String> = references
             .iter()
             .map(|r| r.table().to_string())
@@ -335,7 +344,10 @@ impl Session {
             ObjectType::Database => {
                 for name in names {
                     let name = self.simple_name(name)?;
-                    let dropped = self.engine.drop_database(&name, if_exists, &self.db.name).await?;
+                    let dropped = self
+                        .engine
+                        .drop_database(&name, if_exists, &self.db.name)
+                        .await?;
                     if !dropped {
                         self.notice(format!("database \"{name}\" does not exist, skipping"));
                     }
@@ -386,7 +398,9 @@ impl Session {
                             "cannot drop {relation_kind} {name} because other objects depend on it"
                         ),
                     )
-                    .with_detail(format!("view {dependent} depends on {relation_kind} {name}"))
+                    .with_detail(format!(
+                        "view {dependent} depends on {relation_kind} {name}"
+                    ))
                     .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
                 }
                 self.notice(format!("drop cascades to view {dependent}"));
@@ -409,7 +423,11 @@ impl Session {
         Ok(Output::Command(CommandTag::new(tag)))
     }
 
-    pub(crate) async fn create_database(&mut self, name: &ast::ObjectName, if_not_exists: bool) -> Result<Output> {
+    pub(crate) async fn create_database(
+        &mut self,
+        name: &ast::ObjectName,
+        if_not_exists: bool,
+    ) -> Result<Output> {
         let name = self.simple_name(name)?;
         if !self.engine.create_database(&name, if_not_exists).await? {
             self.notice(format!("database \"{name}\" already exists, skipping"));

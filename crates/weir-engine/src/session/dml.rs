@@ -75,7 +75,9 @@ impl Session {
         }
         let plan = self.plan_query(statement).await?;
         let LogicalPlan::Dml(dml) = plan else {
-            return Err(WeirError::internal("INSERT was not planned as a DML statement"));
+            return Err(WeirError::internal(
+                "INSERT was not planned as a DML statement",
+            ));
         };
         let source = Arc::unwrap_or_clone(dml.input);
         let from_values = insert
@@ -100,10 +102,16 @@ impl Session {
             .data
             .insert(&batches)
             .map_err(|e| write_error(&table.def, e))?;
-        Ok(Output::Command(CommandTag::with_rows("INSERT", added as u64)))
+        Ok(Output::Command(CommandTag::with_rows(
+            "INSERT",
+            added as u64,
+        )))
     }
 
-    pub(crate) async fn plan_update(&self, update: &ast::Update) -> Result<(Arc<Table>, LogicalPlan)> {
+    pub(crate) async fn plan_update(
+        &self,
+        update: &ast::Update,
+    ) -> Result<(Arc<Table>, LogicalPlan)> {
         if update.from.is_some() {
             return Err(WeirError::not_supported("UPDATE ... FROM"));
         }
@@ -177,7 +185,10 @@ impl Session {
         Ok((table, plan))
     }
 
-    pub(crate) async fn plan_delete(&self, delete: &ast::Delete) -> Result<(Arc<Table>, LogicalPlan)> {
+    pub(crate) async fn plan_delete(
+        &self,
+        delete: &ast::Delete,
+    ) -> Result<(Arc<Table>, LogicalPlan)> {
         if delete.using.is_some() {
             return Err(WeirError::not_supported("DELETE ... USING"));
         }
@@ -260,7 +271,10 @@ impl Session {
             ModifyKind::Update => "UPDATE",
             ModifyKind::Delete => "DELETE",
         };
-        Ok(Output::Command(CommandTag::with_rows(command, touched as u64)))
+        Ok(Output::Command(CommandTag::with_rows(
+            command,
+            touched as u64,
+        )))
     }
 
     /// `TRUNCATE t, ...`
@@ -284,13 +298,19 @@ impl Session {
             return Err(WeirError::not_supported(format!("{verb} with a join")));
         }
         let TableFactor::Table { name, .. } = &target.relation else {
-            return Err(WeirError::not_supported(format!("{verb} of a derived table")));
+            return Err(WeirError::not_supported(format!(
+                "{verb} of a derived table"
+            )));
         };
         self.target_table(name, verb)
     }
 
     /// Plans `SELECT <projection> FROM <target>`.
-    async fn plan_scan(&self, target: &TableWithJoins, projection: Vec<SelectItem>) -> Result<LogicalPlan> {
+    async fn plan_scan(
+        &self,
+        target: &TableWithJoins,
+        projection: Vec<SelectItem>,
+    ) -> Result<LogicalPlan> {
         let mut query = weir_sql::parse_sql("SELECT 1")?;
         let Some(weir_sql::Statement::Standard(statement)) = query.pop() else {
             return Err(WeirError::internal("cannot build a scan"));
@@ -309,7 +329,9 @@ impl Session {
 /// `(<condition>) IS TRUE AS __weir_hit`, or `TRUE` without a condition.
 fn hit_column(selection: Option<&ast::Expr>) -> SelectItem {
     let expr = match selection {
-        Some(condition) => ast::Expr::IsTrue(Box::new(ast::Expr::Nested(Box::new(condition.clone())))),
+        Some(condition) => {
+            ast::Expr::IsTrue(Box::new(ast::Expr::Nested(Box::new(condition.clone()))))
+        }
         None => ast::Expr::Value(ValueWithSpan::from(Value::Boolean(true))),
     };
     SelectItem::ExprWithAlias {
@@ -388,7 +410,11 @@ fn check_lengths(def: &TableDef, batches: &[RecordBatch]) -> Result<()> {
             let Some(values) = batch.column(i).as_string_opt::<i32>() else {
                 continue;
             };
-            if values.iter().flatten().any(|v| v.chars().count() > max as usize) {
+            if values
+                .iter()
+                .flatten()
+                .any(|v| v.chars().count() > max as usize)
+            {
                 return Err(WeirError::new(
                     sqlstate::STRING_DATA_RIGHT_TRUNCATION,
                     format!("value too long for type character varying({max})"),

@@ -65,7 +65,10 @@ enum Plan {
     /// A query DataFusion runs.
     Query(LogicalPlan),
     /// `INSERT`: the rows to add, computed by DataFusion.
-    Insert { table: Arc<Table>, source: LogicalPlan },
+    Insert {
+        table: Arc<Table>,
+        source: LogicalPlan,
+    },
     /// `UPDATE` / `DELETE`: every row with its new values and whether the
     /// statement touches it.
     Modify {
@@ -248,7 +251,11 @@ impl Session {
     }
 
     /// Runs a prepared statement with parameter values (`$1`, `$2`, ...).
-    pub async fn execute(&mut self, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<Output> {
+    pub async fn execute(
+        &mut self,
+        prepared: &Prepared,
+        params: Vec<ScalarValue>,
+    ) -> Result<Output> {
         let result = match self.check_transaction(&prepared.statement) {
             Ok(()) => {
                 if prepared.db_version == self.db.version() {
@@ -323,7 +330,11 @@ impl Session {
         })
     }
 
-    async fn execute_unchecked(&mut self, prepared: &Prepared, params: Vec<ScalarValue>) -> Result<Output> {
+    async fn execute_unchecked(
+        &mut self,
+        prepared: &Prepared,
+        params: Vec<ScalarValue>,
+    ) -> Result<Output> {
         let output = match &prepared.plan {
             Plan::Query(plan) => self.execute_query(plan, &params).await?,
             Plan::Insert { table, source } => self.execute_insert(table, source, &params).await?,

@@ -45,9 +45,7 @@ impl Session {
                 if *database != self.db.name {
                     return Err(WeirError::new(
                         sqlstate::FEATURE_NOT_SUPPORTED,
-                        format!(
-                            "cross-database references are not implemented: {name}"
-                        ),
+                        format!("cross-database references are not implemented: {name}"),
                     ));
                 }
                 self.check_schema(schema)?;

@@ -63,7 +63,10 @@ impl Session {
                 names,
                 cascade,
                 ..
-            } => self.drop_objects(*object_type, names, *if_exists, *cascade).await,
+            } => {
+                self.drop_objects(*object_type, names, *if_exists, *cascade)
+                    .await
+            }
             S::CreateDatabase {
                 db_name,
                 if_not_exists,
@@ -174,10 +177,15 @@ impl Session {
                 }
                 changed
             }
-            Set::SetNames { charset_name, .. } => {
-                self.assign("client_encoding", &[ast::Expr::Identifier(charset_name.clone())])?
-            }
-            Set::SetNamesDefault {} => self.write_settings().reset("client_encoding")?.into_iter().collect(),
+            Set::SetNames { charset_name, .. } => self.assign(
+                "client_encoding",
+                &[ast::Expr::Identifier(charset_name.clone())],
+            )?,
+            Set::SetNamesDefault {} => self
+                .write_settings()
+                .reset("client_encoding")?
+                .into_iter()
+                .collect(),
             // Isolation levels and session characteristics: every statement
             // sees the committed state, which is what read committed means.
             Set::SetTransaction { .. } => Vec::new(),
@@ -199,7 +207,11 @@ impl Session {
             return Ok(self.write_settings().reset(name)?.into_iter().collect());
         }
         let value = texts.join(", ");
-        Ok(self.write_settings().set(name, &value)?.into_iter().collect())
+        Ok(self
+            .write_settings()
+            .set(name, &value)?
+            .into_iter()
+            .collect())
     }
 
     /// Applies changed settings to DataFusion and queues them for the client.
@@ -221,9 +233,15 @@ impl Session {
         let columns: Vec<ArrayRef> = if name.eq_ignore_ascii_case("all") {
             let rows = self.read_settings().all();
             vec![
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.name.clone()))),
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.setting.clone()))),
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.description.clone()))),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.name.clone()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.setting.clone()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.description.clone()),
+                )),
             ]
         } else {
             let value = self.read_settings().get(name)?;
@@ -296,12 +314,13 @@ fn setting_text(expr: &ast::Expr) -> Result<String> {
         } else {
             ident_name(ident)
         }),
-        ast::Expr::CompoundIdentifier(parts) => Ok(parts
-            .iter()
-            .map(ident_name)
-            .collect::<Vec<_>>()
-            .join(".")),
-        ast::Expr::UnaryOp { op: ast::UnaryOperator::Minus, expr } => Ok(format!("-{}", setting_text(expr)?)),
+        ast::Expr::CompoundIdentifier(parts) => {
+            Ok(parts.iter().map(ident_name).collect::<Vec<_>>().join("."))
+        }
+        ast::Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus,
+            expr,
+        } => Ok(format!("-{}", setting_text(expr)?)),
         ast::Expr::Interval(interval) => Ok(interval.value.to_string()),
         other => Err(WeirError::new(
             sqlstate::SYNTAX_ERROR,

@@ -1,0 +1,533 @@
+//! Statements over the wire: the simple protocol (`Query`) and the extended
+//! protocol (`Parse` / `Bind` / `Describe` / `Execute`).
+//!
+//! Weir drives the response itself instead of handing pgwire a finished
+//! result, for three reasons: rows are sent as the query produces them (and
+//! flushed whenever the query has nothing ready, so a slow or endless result
+//! reaches the client row by row); a `CancelRequest` or `statement_timeout`
+//! interrupts a statement at any point, including while its rows stream; and
+//! the transaction status in `ReadyForQuery` follows the session's own.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::{Sink, SinkExt};
+use pgwire::api::portal::{Format, Portal, PortalExecutionState};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::{Entry, PortalStore};
+use pgwire::api::{ClientInfo, ClientPortalStore, DEFAULT_NAME, PgWireConnectionState, Type};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::data::DataRow;
+use pgwire::messages::extendedquery::{Execute, PortalSuspended};
+use pgwire::messages::response::{CommandComplete, EmptyQueryResponse, ReadyForQuery};
+use pgwire::messages::simplequery::Query;
+use pgwire::messages::startup::ParameterStatus;
+use weir_engine::{Output, Prepared, Rows, Session, WeirError, sqlstate};
+
+use crate::connection::{SessionCell, cancel_signal, session_of, transaction_status};
+use crate::encode::OutputFormat;
+use crate::errors::{error_info, notice_info, user_error};
+use crate::params;
+use crate::rows::{RowStream, binary_columns, field_infos, row_description};
+
+/// Why a statement stopped: an error to report, or the connection failed.
+enum Stop {
+    Statement(WeirError),
+    Wire(PgWireError),
+}
+
+impl From<WeirError> for Stop {
+    fn from(e: WeirError) -> Self {
+        Stop::Statement(e)
+    }
+}
+
+impl From<PgWireError> for Stop {
+    fn from(e: PgWireError) -> Self {
+        Stop::Wire(e)
+    }
+}
+
+/// Handles both query protocols for every connection.
+#[derive(Debug, Default)]
+pub struct QueryHandler {
+    parser: Arc<StatementParser>,
+}
+
+#[async_trait]
+impl SimpleQueryHandler for QueryHandler {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let cell = session_of(client)?;
+        let mut session = cell.0.lock().await;
+        let result = run_simple(client, &mut session, &query.query).await;
+        let status = transaction_status(session.transaction_state());
+        drop(session);
+        result?;
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        client.set_transaction_status(status);
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                status,
+            )))
+            .await?;
+        Ok(())
+    }
+
+    async fn do_query<C>(&self, _client: &mut C, _query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // `on_query` handles queries; pgwire only calls this from its default.
+        Err(user_error(WeirError::internal("do_query is not used")))
+    }
+}
+
+/// Runs the statements of a simple query, sending their results. Stops at the
+/// first failing statement, as Postgres does.
+async fn run_simple<C>(client: &mut C, session: &mut Session, sql: &str) -> PgWireResult<()>
+where
+    C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let statements = match session.parse(sql) {
+        Ok(statements) => statements,
+        Err(e) => {
+            session.statement_failed();
+            return send_error(client, &e).await;
+        }
+    };
+    if statements.is_empty() {
+        client
+            .feed(PgWireBackendMessage::EmptyQueryResponse(
+                EmptyQueryResponse::new(),
+            ))
+            .await?;
+        return Ok(());
+    }
+    for statement in statements {
+        let cancel = cancel_signal(client).await;
+        let timeout = session.settings().statement_timeout();
+        let step = async {
+            let output = session.run(statement).await?;
+            send_session_messages(client, session).await?;
+            match output {
+                Output::Command(tag) => send_command_complete(client, tag.to_string()).await?,
+                Output::Rows(rows) => {
+                    let format = OutputFormat::from_settings(&session.settings());
+                    let command = rows.command;
+                    client
+                        .feed(PgWireBackendMessage::RowDescription(row_description(
+                            &rows.schema,
+                        )))
+                        .await
+                        .map_err(|e| Stop::Wire(e.into()))?;
+                    let columns = rows.schema.fields().len();
+                    let mut stream = RowStream::new(rows.batches, vec![false; columns], format);
+                    let (sent, _) = send_rows(client, &mut stream, 0).await?;
+                    send_command_complete(client, rows_tag(command, sent)).await?;
+                }
+            }
+            Ok::<(), Stop>(())
+        };
+        match interruptible(step, cancel, timeout).await {
+            Ok(()) => {}
+            Err(Stop::Statement(e)) => {
+                session.statement_failed();
+                send_session_messages(client, session).await?;
+                return send_error(client, &e).await;
+            }
+            Err(Stop::Wire(e)) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Runs a statement future until it ends, is cancelled, or times out.
+async fn interruptible<T>(
+    work: impl Future<Output = Result<T, Stop>>,
+    cancel: impl Future<Output = ()>,
+    timeout: Option<Duration>,
+) -> Result<T, Stop> {
+    let deadline = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        result = work => result,
+        () = cancel => Err(Stop::Statement(WeirError::canceled())),
+        () = deadline => Err(Stop::Statement(WeirError::new(
+            sqlstate::QUERY_CANCELED,
+            "canceling statement due to statement timeout",
+        ))),
+    }
+}
+
+/// Sends up to `limit` rows (all when 0), flushing whenever the query has no
+/// row ready. Returns how many were sent and whether the limit stopped it.
+async fn send_rows<C>(
+    client: &mut C,
+    rows: &mut RowStream,
+    limit: usize,
+) -> Result<(usize, bool), Stop>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let mut sent = 0;
+    loop {
+        if limit > 0 && sent == limit {
+            return Ok((sent, true));
+        }
+        if !rows.has_pending() {
+            client.flush().await.map_err(PgWireError::from)?;
+        }
+        match rows.next().await? {
+            Some(row) => {
+                feed_row(client, row).await?;
+                sent += 1;
+            }
+            None => return Ok((sent, false)),
+        }
+    }
+}
+
+async fn feed_row<C>(client: &mut C, row: DataRow) -> Result<(), Stop>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    client
+        .feed(PgWireBackendMessage::DataRow(row))
+        .await
+        .map_err(|e| Stop::Wire(e.into()))
+}
+
+/// `SELECT 3`, or the bare command for `SHOW`.
+fn rows_tag(command: &str, rows: usize) -> String {
+    if command == "SELECT" {
+        format!("SELECT {rows}")
+    } else {
+        command.to_string()
+    }
+}
+
+async fn send_command_complete<C>(client: &mut C, tag: String) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    client
+        .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+            tag,
+        )))
+        .await?;
+    Ok(())
+}
+
+async fn send_error<C>(client: &mut C, e: &WeirError) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    client
+        .feed(PgWireBackendMessage::ErrorResponse(error_info(e).into()))
+        .await?;
+    Ok(())
+}
+
+/// Sends the notices and changed settings a statement produced.
+async fn send_session_messages<C>(client: &mut C, session: &mut Session) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    for notice in session.take_notices() {
+        client
+            .feed(PgWireBackendMessage::NoticeResponse(
+                notice_info(&notice).into(),
+            ))
+            .await?;
+    }
+    for (name, value) in session.take_reported() {
+        client
+            .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                name.to_string(),
+                value,
+            )))
+            .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for QueryHandler {
+    type Statement = Arc<Prepared>;
+    type QueryParser = StatementParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let portal = match client.portal_store().get_portal(name) {
+            Some(Entry::Value(portal)) => portal,
+            Some(Entry::Empty) => {
+                client
+                    .feed(PgWireBackendMessage::EmptyQueryResponse(
+                        EmptyQueryResponse::new(),
+                    ))
+                    .await?;
+                return Ok(());
+            }
+            None => return Err(PgWireError::PortalNotFound(name.to_owned())),
+        };
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let cell: Arc<SessionCell> = session_of(client)?;
+        let mut session = cell.0.lock().await;
+        let limit = usize::try_from(message.max_rows).unwrap_or(0);
+        let result = execute_portal(client, &mut session, &portal, limit).await;
+        let status = transaction_status(session.transaction_state());
+        drop(session);
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        client.set_transaction_status(status);
+        match result {
+            Ok(()) => Ok(()),
+            Err(Stop::Statement(e)) => Err(user_error(e)),
+            Err(Stop::Wire(e)) => Err(e),
+        }
+    }
+
+    async fn do_query<C>(
+        &self,
+        _client: &mut C,
+        _portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // `on_execute` handles execution; pgwire only calls this from its default.
+        Err(user_error(WeirError::internal("do_query is not used")))
+    }
+}
+
+/// Executes a portal, or continues one suspended by a row limit.
+async fn execute_portal<C>(
+    client: &mut C,
+    session: &mut Session,
+    portal: &Portal<Arc<Prepared>>,
+    limit: usize,
+) -> Result<(), Stop>
+where
+    C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let mut state = portal.state.lock().await;
+    let cancel = cancel_signal(client).await;
+    let timeout = session.settings().statement_timeout();
+    match std::mem::take(&mut *state) {
+        PortalExecutionState::Suspended(response) => {
+            let step = continue_suspended(client, response, limit);
+            match interruptible(step, cancel, timeout).await {
+                Ok(Some(response)) => *state = PortalExecutionState::Suspended(response),
+                Ok(None) => *state = PortalExecutionState::Finished,
+                Err(e) => {
+                    session.statement_failed();
+                    return Err(e);
+                }
+            }
+            Ok(())
+        }
+        PortalExecutionState::Finished => {
+            *state = PortalExecutionState::Finished;
+            send_command_complete(client, "SELECT 0".into()).await?;
+            Ok(())
+        }
+        PortalExecutionState::Initial => {
+            let values = params::decode(portal)?;
+            let prepared = portal.statement.statement.clone();
+            let result_format = portal.result_column_format.clone();
+            let step = async {
+                let output = session.execute(&prepared, values).await?;
+                send_session_messages(client, session).await?;
+                match output {
+                    Output::Command(tag) => {
+                        send_command_complete(client, tag.to_string()).await?;
+                        Ok(None)
+                    }
+                    Output::Rows(rows) => {
+                        let format = OutputFormat::from_settings(&session.settings());
+                        send_portal_rows(client, rows, &result_format, format, limit).await
+                    }
+                }
+            };
+            match interruptible(step, cancel, timeout).await {
+                Ok(Some(response)) => *state = PortalExecutionState::Suspended(response),
+                Ok(None) => *state = PortalExecutionState::Finished,
+                Err(e) => {
+                    session.statement_failed();
+                    return Err(e);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Sends the first rows of a portal; returns the rest if the limit stopped it.
+async fn send_portal_rows<C>(
+    client: &mut C,
+    rows: Rows,
+    result_format: &Format,
+    format: OutputFormat,
+    limit: usize,
+) -> Result<Option<QueryResponse>, Stop>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let binary = binary_columns(&rows.schema, result_format);
+    let fields = field_infos(&rows.schema, &binary);
+    let command = rows.command;
+    let mut stream = RowStream::new(rows.batches, binary, format);
+    let (sent, suspended) = send_rows(client, &mut stream, limit).await?;
+    if suspended {
+        client
+            .send(PgWireBackendMessage::PortalSuspended(PortalSuspended::new()))
+            .await
+            .map_err(|e| Stop::Wire(e.into()))?;
+        let mut response = QueryResponse::new(Arc::new(fields), stream.into_stream());
+        response.set_command_tag(command);
+        return Ok(Some(response));
+    }
+    send_command_complete(client, rows_tag(command, sent)).await?;
+    Ok(None)
+}
+
+/// Sends the next rows of a suspended portal.
+async fn continue_suspended<C>(
+    client: &mut C,
+    mut response: QueryResponse,
+    limit: usize,
+) -> Result<Option<QueryResponse>, Stop>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    use futures::StreamExt;
+    let mut sent = 0;
+    while limit == 0 || sent < limit {
+        match response.data_rows.next().await {
+            Some(Ok(row)) => {
+                feed_row(client, row).await?;
+                sent += 1;
+            }
+            Some(Err(e)) => return Err(Stop::Wire(e)),
+            None => {
+                let tag = rows_tag(&response.command_tag, sent);
+                send_command_complete(client, tag).await?;
+                return Ok(None);
+            }
+        }
+    }
+    client
+        .send(PgWireBackendMessage::PortalSuspended(PortalSuspended::new()))
+        .await
+        .map_err(|e| Stop::Wire(e.into()))?;
+    Ok(Some(response))
+}
+
+/// Plans statements at `Parse`, so that `Describe` can report parameter and
+/// result types.
+#[derive(Debug, Default)]
+pub struct StatementParser;
+
+#[async_trait]
+impl QueryParser for StatementParser {
+    type Statement = Arc<Prepared>;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let cell = session_of(client)?;
+        let mut session = cell.0.lock().await;
+        let mut statements = session.parse(sql).map_err(user_error)?;
+        if statements.len() > 1 {
+            return Err(user_error(WeirError::new(
+                sqlstate::SYNTAX_ERROR,
+                "cannot insert multiple commands into a prepared statement",
+            )));
+        }
+        let Some(statement) = statements.pop() else {
+            return Ok(None);
+        };
+        let prepared = session.prepare(statement).await.map_err(user_error)?;
+        Ok(Some(Arc::new(prepared)))
+    }
+
+    fn get_parameter_types(&self, prepared: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        params::parameter_types(prepared).map_err(user_error)
+    }
+
+    fn get_result_schema(
+        &self,
+        prepared: &Self::Statement,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(match prepared.output_schema() {
+            Some(schema) => {
+                let binary = binary_columns(&schema, format.unwrap_or(&Format::UnifiedText));
+                field_infos(&schema, &binary)
+            }
+            None => Vec::new(),
+        })
+    }
+}
