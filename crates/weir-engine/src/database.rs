@@ -15,7 +15,7 @@ use datafusion::datasource::TableType;
 
 use crate::catalog::{DatabaseDef, ObjectDef};
 use crate::pg_catalog::PgCatalogSchema;
-use crate::relation::Relation;
+use crate::relation::{ROW_IDS_PREFIX, Relation, RowIds};
 
 /// The schema user relations live in.
 pub const PUBLIC_SCHEMA: &str = "public";
@@ -126,6 +126,12 @@ impl SchemaProvider for PublicSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if let Some(table) = name.strip_prefix(ROW_IDS_PREFIX) {
+            return Ok(match self.0.relation(table) {
+                Some(Relation::Table(t)) => Some(Arc::new(RowIds::new(t))),
+                _ => None,
+            });
+        }
         Ok(self.0.relation(name).map(|r| r.provider()))
     }
 

@@ -237,6 +237,9 @@ fn from_schema(e: &SchemaError) -> WeirError {
 /// DataFusion reports most planning mistakes as `Plan(String)`; the wording is
 /// stable enough to pick the Postgres code from it.
 fn from_plan_message(m: &str) -> WeirError {
+    if let Some(known) = known_value_error(m) {
+        return known;
+    }
     let lower = m.to_ascii_lowercase();
     let code = if lower.contains("not found") && lower.starts_with("table") {
         return match table_name_in(m) {
@@ -271,6 +274,9 @@ fn from_plan_message(m: &str) -> WeirError {
 }
 
 fn from_execution_message(m: &str) -> WeirError {
+    if let Some(known) = known_value_error(m) {
+        return known;
+    }
     let lower = m.to_ascii_lowercase();
     let code = if lower.contains("divide by zero") || lower.contains("division by zero") {
         return WeirError::new(DIVISION_BY_ZERO, "division by zero");
@@ -295,6 +301,14 @@ fn from_arrow(e: &ArrowError) -> WeirError {
             format!("value out of range: {m}"),
         ),
         ArrowError::CastError(m) | ArrowError::ParseError(m) => from_cast_message(m),
+        ArrowError::InvalidArgumentError(m) if m.to_ascii_lowercase().contains("decimal") => {
+            from_cast_message(m)
+        }
+        ArrowError::InvalidArgumentError(m) | ArrowError::ComputeError(m)
+            if known_value_error(m).is_some() =>
+        {
+            from_cast_message(m)
+        }
         ArrowError::ComputeError(m) if m.to_ascii_lowercase().contains("overflow") => {
             WeirError::new(
                 NUMERIC_VALUE_OUT_OF_RANGE,
@@ -319,15 +333,49 @@ fn from_arrow(e: &ArrowError) -> WeirError {
 /// Arrow's cast errors, worded as Postgres' input-syntax errors where the value
 /// and the type can be recognised.
 fn from_cast_message(m: &str) -> WeirError {
+    known_value_error(m)
+        .unwrap_or_else(|| WeirError::new(INVALID_TEXT_REPRESENTATION, m.to_string()))
+}
+
+/// Errors about a value that Arrow and DataFusion word in a few stable ways,
+/// wherever they appear in a message (DataFusion wraps them in plan errors
+/// when it folds constants).
+fn known_value_error(m: &str) -> Option<WeirError> {
     let lower = m.to_ascii_lowercase();
-    if lower.contains("overflow") || lower.contains("out of range") || lower.contains("too large") {
-        return WeirError::new(NUMERIC_VALUE_OUT_OF_RANGE, m.to_string());
+    if lower.contains("divide by zero") || lower.contains("division by zero") {
+        return Some(WeirError::new(DIVISION_BY_ZERO, "division by zero"));
+    }
+    // "Can't cast value 32768 to type Int16"
+    if let Some(start) = m.find("Can't cast value ")
+        && let Some((_, ty)) = m[start..].split_once(" to type ")
+    {
+        let ty = ty
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .next()
+            .unwrap_or(ty);
+        let pg = match ty {
+            "Int16" => "smallint",
+            "Int32" => "integer",
+            "Int64" => "bigint",
+            _ => "value",
+        };
+        return Some(WeirError::new(
+            NUMERIC_VALUE_OUT_OF_RANGE,
+            format!("{pg} out of range"),
+        ));
+    }
+    if lower.contains("too large to store in a decimal") {
+        return Some(
+            WeirError::new(NUMERIC_VALUE_OUT_OF_RANGE, "numeric field overflow")
+                .with_detail(m.to_string()),
+        );
     }
     // "Cannot cast string 'abc' to value of Int32 type"
-    if let Some(rest) = m.strip_prefix("Cannot cast string '")
-        && let Some((value, ty)) = rest.split_once("' to value of ")
+    const CANNOT_CAST: &str = "Cannot cast string '";
+    if let Some(start) = m.find(CANNOT_CAST)
+        && let Some((value, ty)) = m[start + CANNOT_CAST.len()..].split_once("' to value of ")
     {
-        let ty = ty.trim_end_matches(" type");
+        let ty = ty.split(' ').next().unwrap_or(ty);
         let pg = match ty {
             "Int16" => "smallint",
             "Int32" => "integer",
@@ -347,12 +395,15 @@ fn from_cast_message(m: &str) -> WeirError {
         } else {
             INVALID_TEXT_REPRESENTATION
         };
-        return WeirError::new(
+        return Some(WeirError::new(
             code,
             format!("invalid input syntax for type {pg}: \"{value}\""),
-        );
+        ));
     }
-    WeirError::new(INVALID_TEXT_REPRESENTATION, m.to_string())
+    if lower.contains("overflow") || lower.contains("out of range") {
+        return Some(WeirError::new(NUMERIC_VALUE_OUT_OF_RANGE, m.to_string()));
+    }
+    None
 }
 
 /// `table 'weir.public.foo' not found` → `foo`.

@@ -12,6 +12,7 @@
 //! - [`output`]: what statements produce;
 //! - [`error`]: errors with their SQLSTATE.
 
+pub mod casts;
 pub mod catalog;
 pub mod database;
 pub mod engine;

@@ -164,6 +164,80 @@ impl TableProvider for Table {
     }
 }
 
+/// Prefix of the name under which a table is read with its row ids.
+pub const ROW_IDS_PREFIX: &str = "__weir_row_ids_of_";
+/// The row id column: the position of the row in the table's snapshot.
+pub const ROW_ID: &str = "__weir_row_id";
+
+/// A table read with the position of each row in its current snapshot, so that
+/// `UPDATE` and `DELETE` can find the rows their `WHERE` selects. The caller
+/// holds the table's write lock, so the snapshot does not change between the
+/// read and the write.
+#[derive(Debug)]
+pub struct RowIds {
+    table: Arc<Table>,
+    schema: SchemaRef,
+}
+
+impl RowIds {
+    pub fn new(table: Arc<Table>) -> Self {
+        let mut fields: Vec<Field> = table
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(
+            ROW_ID,
+            datafusion::arrow::datatypes::DataType::UInt64,
+            false,
+        ));
+        RowIds {
+            table,
+            schema: Arc::new(Schema::new(fields)),
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for RowIds {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        let mut offset = 0u64;
+        let mut batches = Vec::new();
+        for batch in self.table.data.snapshot().iter() {
+            let rows = batch.num_rows() as u64;
+            let ids =
+                datafusion::arrow::array::UInt64Array::from_iter_values(offset..offset + rows);
+            offset += rows;
+            let mut columns = batch.columns().to_vec();
+            columns.push(Arc::new(ids));
+            batches.push(datafusion::arrow::array::RecordBatch::try_new(
+                self.schema.clone(),
+                columns,
+            )?);
+        }
+        Ok(MemorySourceConfig::try_new_exec(
+            &[batches],
+            self.schema.clone(),
+            projection.cloned(),
+        )?)
+    }
+}
+
 /// A view: a query planned against the database's relations.
 #[derive(Debug)]
 pub struct View {

@@ -15,6 +15,7 @@ use datafusion::sql::sqlparser::ast::{
 use weir_sql::SqlType;
 
 use super::Session;
+use super::column_names::{Aliasing, alias_output_columns};
 use super::names::ident_name;
 use crate::catalog::{ColumnDef, TableDef, ViewDef};
 use crate::error::{Result, WeirError, sqlstate};
@@ -42,10 +43,11 @@ impl Session {
 
         // CREATE TABLE ... AS SELECT: the columns are the query's.
         let query_plan = match &create.query {
-            Some(query) => Some(
-                self.plan_query(&ast::Statement::Query(query.clone()))
-                    .await?,
-            ),
+            Some(query) => {
+                let mut query = query.clone();
+                alias_output_columns(&mut query, Aliasing::Postgres);
+                Some(self.plan_query(&ast::Statement::Query(query)).await?)
+            }
             None => None,
         };
         let mut columns = Vec::new();
@@ -280,7 +282,13 @@ impl Session {
     /// Plans a view's query and names its columns.
     async fn build_view(&self, def: ViewDef) -> Result<Arc<View>> {
         let statement = match weir_sql::parse_sql(&def.query)?.pop() {
-            Some(weir_sql::Statement::Standard(s)) if matches!(*s, ast::Statement::Query(_)) => *s,
+            Some(weir_sql::Statement::Standard(s)) if matches!(*s, ast::Statement::Query(_)) => {
+                let mut statement = *s;
+                if let ast::Statement::Query(query) = &mut statement {
+                    alias_output_columns(query, Aliasing::Postgres);
+                }
+                statement
+            }
             _ => {
                 return Err(WeirError::new(
                     sqlstate::SYNTAX_ERROR,

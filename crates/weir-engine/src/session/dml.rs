@@ -11,26 +11,27 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
-use datafusion::arrow::compute::kernels::zip::zip;
-use datafusion::arrow::compute::{CastOptions, cast_with_options, filter_record_batch, not};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::compute::{
+    CastOptions, cast_with_options, concat_batches, filter_record_batch, interleave,
+};
+use datafusion::arrow::datatypes::{DataType, UInt64Type};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
-use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
     self, AssignmentTarget, FromTable, Ident, SelectItem, SetExpr, TableFactor, TableObject,
-    TableWithJoins, Value, ValueWithSpan,
+    TableWithJoins, Value,
 };
 use weir_sql::SqlType;
 use weir_state::WriteError;
 
 use super::Session;
+use super::column_names::{Aliasing, alias_output_columns};
 use super::names::ident_name;
 use super::query::bind;
 use crate::catalog::{ColumnDef, TableDef};
 use crate::error::{Result, WeirError, sqlstate};
 use crate::output::{CommandTag, Output};
-use crate::relation::{Relation, Table};
+use crate::relation::{ROW_ID, ROW_IDS_PREFIX, Relation, Table};
 
 /// What an `UPDATE` or `DELETE` does to the rows it touches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,9 +40,6 @@ pub enum ModifyKind {
     Update,
     Delete,
 }
-
-/// Name of the column that says whether a row is touched.
-const HIT: &str = "__weir_hit";
 
 impl Session {
     /// The table a DML statement writes to.
@@ -73,7 +71,14 @@ impl Session {
         if insert.on.is_some() {
             return Err(WeirError::not_supported("INSERT ... ON CONFLICT"));
         }
-        let plan = self.plan_query(statement).await?;
+        // DataFusion needs distinct names for the source's columns.
+        let mut statement = statement.clone();
+        if let ast::Statement::Insert(insert) = &mut statement
+            && let Some(source) = &mut insert.source
+        {
+            alias_output_columns(source, Aliasing::Internal);
+        }
+        let plan = self.plan_query(&statement).await?;
         let LogicalPlan::Dml(dml) = plan else {
             return Err(WeirError::internal(
                 "INSERT was not planned as a DML statement",
@@ -119,8 +124,8 @@ impl Session {
             return Err(WeirError::not_supported("UPDATE ... RETURNING"));
         }
         let table = self.single_table(&update.table, "update")?;
-        let mut projection = vec![SelectItem::Wildcard(Default::default())];
-        let mut seen = Vec::new();
+        let mut projection = vec![row_id_column()];
+        let mut assigned = Vec::new();
         let mut literal_strings = Vec::new();
         for assignment in &update.assignments {
             let AssignmentTarget::ColumnName(column) = &assignment.target else {
@@ -146,40 +151,25 @@ impl Session {
                         ),
                     )
                 })?;
-            if seen.contains(&index) {
+            if assigned.contains(&index) {
                 return Err(WeirError::new(
                     sqlstate::SYNTAX_ERROR,
                     format!("multiple assignments to same column \"{column_name}\""),
                 ));
             }
-            seen.push(index);
+            assigned.push(index);
             literal_strings.push(is_string_literal(&assignment.value));
-            // Only evaluated for the rows the statement touches.
-            let value = match &update.selection {
-                Some(condition) => ast::Expr::Case {
-                    case_token: AttachedToken::empty(),
-                    end_token: AttachedToken::empty(),
-                    operand: None,
-                    conditions: vec![ast::CaseWhen {
-                        condition: condition.clone(),
-                        result: assignment.value.clone(),
-                    }],
-                    else_result: None,
-                },
-                None => assignment.value.clone(),
-            };
             projection.push(SelectItem::ExprWithAlias {
-                expr: value,
-                alias: Ident::new(format!("__weir_new_{index}")),
+                expr: assignment.value.clone(),
+                alias: Ident::new(format!("{NEW_VALUE}{index}")),
             });
         }
-        projection.push(hit_column(update.selection.as_ref()));
-        let plan = self.plan_scan(&update.table, projection).await?;
-        // The new values follow the table's columns, in assignment order.
+        let plan = self
+            .plan_touched_rows(&update.table, projection, update.selection.clone())
+            .await?;
         let schema = plan.schema();
-        let columns = table.def.columns.len();
-        for (i, &index) in seen.iter().enumerate() {
-            let from = schema.field(columns + i).data_type();
+        for (i, &index) in assigned.iter().enumerate() {
+            let from = schema.field(1 + i).data_type();
             check_assignment(&table.def.columns[index], from, literal_strings[i])?;
         }
         Ok((table, plan))
@@ -205,11 +195,9 @@ impl Session {
             return Err(WeirError::not_supported("DELETE from several tables"));
         };
         let table = self.single_table(target, "delete from")?;
-        let projection = vec![
-            SelectItem::Wildcard(Default::default()),
-            hit_column(delete.selection.as_ref()),
-        ];
-        let plan = self.plan_scan(target, projection).await?;
+        let plan = self
+            .plan_touched_rows(target, vec![row_id_column()], delete.selection.clone())
+            .await?;
         Ok((table, plan))
     }
 
@@ -226,53 +214,73 @@ impl Session {
             .schema()
             .fields()
             .iter()
-            .filter_map(|f| f.name().strip_prefix("__weir_new_")?.parse().ok())
+            .filter_map(|f| f.name().strip_prefix(NEW_VALUE)?.parse().ok())
             .collect();
-        let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+        let result = self.ctx.execute_logical_plan(plan).await?.collect().await?;
         let schema = table.schema_ref().clone();
-        let columns = schema.fields().len();
-        let mut touched = 0;
-        let mut content = Vec::with_capacity(batches.len());
-        for batch in batches {
-            let hit = batch
-                .column(batch.num_columns() - 1)
-                .as_boolean_opt()
-                .cloned()
-                .ok_or_else(|| WeirError::internal("the row selection is not boolean"))?;
-            let hit = without_nulls(&hit);
-            touched += hit.true_count();
-            let old: Vec<ArrayRef> = batch.columns()[..columns].to_vec();
-            match kind {
-                ModifyKind::Delete => {
-                    let kept = RecordBatch::try_new(schema.clone(), old)?;
-                    content.push(filter_record_batch(&kept, &not(&hit)?)?);
-                }
-                ModifyKind::Update => {
-                    let mut new = old;
-                    for (i, &index) in assigned.iter().enumerate() {
-                        let target = schema.field(index).data_type();
-                        let value = cast_strict(batch.column(columns + i), target)?;
-                        new[index] = zip(&hit, &value, &new[index])?;
-                    }
-                    content.push(RecordBatch::try_new(schema.clone(), new)?);
-                }
+        let snapshot = table.data.snapshot();
+        let current = concat_batches(&schema, snapshot.iter())?;
+        let rows = current.num_rows();
+
+        // Which rows the statement touches, and where their new values are.
+        let result_schema = match result.first() {
+            Some(batch) => batch.schema(),
+            None => {
+                let command = command_word(kind);
+                return Ok(Output::Command(CommandTag::with_rows(command, 0)));
             }
-        }
-        if kind == ModifyKind::Update {
-            check_lengths(&table.def, &content)?;
-        }
-        if touched > 0 {
-            table
-                .data
-                .replace(&content)
-                .map_err(|e| write_error(&table.def, e))?;
-        }
-        let command = match kind {
-            ModifyKind::Update => "UPDATE",
-            ModifyKind::Delete => "DELETE",
         };
+        let result = concat_batches(&result_schema, result.iter())?;
+        let ids = result
+            .column(0)
+            .as_primitive_opt::<UInt64Type>()
+            .ok_or_else(|| WeirError::internal("row ids are not UInt64"))?;
+        let mut position: Vec<Option<usize>> = vec![None; rows];
+        for (i, id) in ids.values().iter().enumerate() {
+            let slot = position
+                .get_mut(*id as usize)
+                .ok_or_else(|| WeirError::internal("row id out of range"))?;
+            *slot = Some(i);
+        }
+        let touched = position.iter().filter(|p| p.is_some()).count();
+        if touched == 0 {
+            return Ok(Output::Command(CommandTag::with_rows(
+                command_word(kind),
+                0,
+            )));
+        }
+        let content = match kind {
+            ModifyKind::Delete => {
+                let keep: BooleanArray = position.iter().map(|p| Some(p.is_none())).collect();
+                filter_record_batch(&current, &keep)?
+            }
+            ModifyKind::Update => {
+                let mut columns = current.columns().to_vec();
+                for (i, &index) in assigned.iter().enumerate() {
+                    let target = schema.field(index).data_type();
+                    let new = cast_strict(result.column(1 + i), target)?;
+                    let indices: Vec<(usize, usize)> = position
+                        .iter()
+                        .enumerate()
+                        .map(|(row, p)| match p {
+                            Some(at) => (1, *at),
+                            None => (0, row),
+                        })
+                        .collect();
+                    columns[index] =
+                        interleave(&[columns[index].as_ref(), new.as_ref()], &indices)?;
+                }
+                let updated = RecordBatch::try_new(schema.clone(), columns)?;
+                check_lengths(&table.def, std::slice::from_ref(&updated))?;
+                updated
+            }
+        };
+        table
+            .data
+            .replace(&[content])
+            .map_err(|e| write_error(&table.def, e))?;
         Ok(Output::Command(CommandTag::with_rows(
-            command,
+            command_word(kind),
             touched as u64,
         )))
     }
@@ -305,12 +313,39 @@ impl Session {
         self.target_table(name, verb)
     }
 
-    /// Plans `SELECT <projection> FROM <target>`.
-    async fn plan_scan(
+    /// Plans `SELECT <projection> FROM <target with row ids> WHERE <selection>`:
+    /// the rows a statement touches. The target keeps its name (or alias),
+    /// so that the statement's expressions resolve as written.
+    async fn plan_touched_rows(
         &self,
         target: &TableWithJoins,
         projection: Vec<SelectItem>,
+        selection: Option<ast::Expr>,
     ) -> Result<LogicalPlan> {
+        let TableFactor::Table { name, alias, .. } = &target.relation else {
+            return Err(WeirError::not_supported("a derived table as target"));
+        };
+        let table_name = self.relation_name(name)?;
+        let mut with_ids = target.clone();
+        if let TableFactor::Table {
+            name: scan_name,
+            alias: scan_alias,
+            ..
+        } = &mut with_ids.relation
+        {
+            *scan_name = ast::ObjectName::from(vec![Ident::with_quote(
+                '"',
+                format!("{ROW_IDS_PREFIX}{table_name}"),
+            )]);
+            if alias.is_none() {
+                *scan_alias = Some(ast::TableAlias {
+                    explicit: true,
+                    name: Ident::with_quote('"', table_name.clone()),
+                    columns: vec![],
+                    at: None,
+                });
+            }
+        }
         let mut query = weir_sql::parse_sql("SELECT 1")?;
         let Some(weir_sql::Statement::Standard(statement)) = query.pop() else {
             return Err(WeirError::internal("cannot build a scan"));
@@ -320,23 +355,23 @@ impl Session {
             && let SetExpr::Select(select) = q.body.as_mut()
         {
             select.projection = projection;
-            select.from = vec![target.clone()];
+            select.from = vec![with_ids];
+            select.selection = selection;
         }
         self.plan_query(&statement).await
     }
 }
 
-/// `(<condition>) IS TRUE AS __weir_hit`, or `TRUE` without a condition.
-fn hit_column(selection: Option<&ast::Expr>) -> SelectItem {
-    let expr = match selection {
-        Some(condition) => {
-            ast::Expr::IsTrue(Box::new(ast::Expr::Nested(Box::new(condition.clone()))))
-        }
-        None => ast::Expr::Value(ValueWithSpan::from(Value::Boolean(true))),
-    };
-    SelectItem::ExprWithAlias {
-        expr,
-        alias: Ident::new(HIT),
+const NEW_VALUE: &str = "__weir_new_";
+
+fn row_id_column() -> SelectItem {
+    SelectItem::UnnamedExpr(ast::Expr::Identifier(Ident::with_quote('"', ROW_ID)))
+}
+
+fn command_word(kind: ModifyKind) -> &'static str {
+    match kind {
+        ModifyKind::Update => "UPDATE",
+        ModifyKind::Delete => "DELETE",
     }
 }
 
@@ -348,14 +383,6 @@ fn is_string_literal(expr: &ast::Expr) -> bool {
             Value::SingleQuotedString(_) | Value::EscapedStringLiteral(_) | Value::Null | Value::Placeholder(_)
         )
     )
-}
-
-fn without_nulls(mask: &BooleanArray) -> BooleanArray {
-    if mask.null_count() == 0 {
-        mask.clone()
-    } else {
-        mask.iter().map(|v| Some(v.unwrap_or(false))).collect()
-    }
 }
 
 /// A cast that fails on values that do not fit, rather than making them NULL.

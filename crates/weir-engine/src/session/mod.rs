@@ -11,6 +11,7 @@
 //! block makes the block refuse further statements until it ends (as Postgres
 //! does), and `ROLLBACK` of a block that wrote says that nothing was undone.
 
+mod column_names;
 mod ddl;
 mod dml;
 mod names;
@@ -62,8 +63,11 @@ pub struct Prepared {
 
 #[derive(Debug, Clone)]
 enum Plan {
-    /// A query DataFusion runs.
-    Query(LogicalPlan),
+    /// A query DataFusion runs, and the names of its output columns.
+    Query {
+        plan: LogicalPlan,
+        schema: SchemaRef,
+    },
     /// `INSERT`: the rows to add, computed by DataFusion.
     Insert {
         table: Arc<Table>,
@@ -85,7 +89,9 @@ impl Prepared {
     /// Types of the `$n` parameters, in order; `None` where unknown.
     pub fn param_types(&self) -> Result<Vec<Option<DataType>>> {
         let plan = match &self.plan {
-            Plan::Query(p) | Plan::Insert { source: p, .. } | Plan::Modify { plan: p, .. } => p,
+            Plan::Query { plan: p, .. }
+            | Plan::Insert { source: p, .. }
+            | Plan::Modify { plan: p, .. } => p,
             Plan::Utility(_) => return Ok(vec![]),
         };
         let types = plan.get_parameter_types()?;
@@ -108,7 +114,7 @@ impl Prepared {
     /// none.
     pub fn output_schema(&self) -> Option<SchemaRef> {
         match &self.plan {
-            Plan::Query(p) => Some(Arc::new(p.schema().as_arrow().clone())),
+            Plan::Query { schema, .. } => Some(schema.clone()),
             Plan::Insert { .. } | Plan::Modify { .. } => None,
             Plan::Utility(schema) => schema.clone(),
         }
@@ -163,6 +169,8 @@ impl Session {
             let options = config.options_mut();
             options.sql_parser.map_string_types_to_utf8view = false;
             options.sql_parser.enable_ident_normalization = true;
+            // `0.1` is an exact numeric in Postgres, not a float.
+            options.sql_parser.parse_float_as_decimal = true;
             options.execution.time_zone = Some(arrow_time_zone(&settings.time_zone()));
         }
         let state = SessionStateBuilder::new()
@@ -173,6 +181,7 @@ impl Session {
         let ctx = SessionContext::new_with_state(state);
         let settings = Arc::new(RwLock::new(settings));
         functions::install(&ctx, &db, engine.static_tables(), &settings, user);
+        crate::casts::install(&ctx);
         sessions_of_db.fetch_add(1, Ordering::AcqRel);
         Ok(Session {
             engine,
@@ -296,8 +305,20 @@ impl Session {
         let db_version = self.db.version();
         let plan = match &statement {
             Statement::Standard(stmt) => match stmt.as_ref() {
-                ast::Statement::Query(_) | ast::Statement::Explain { .. } => {
-                    Plan::Query(self.plan_query(stmt).await?)
+                ast::Statement::Query(query) => {
+                    let mut query = query.clone();
+                    let names = column_names::alias_output_columns(
+                        &mut query,
+                        column_names::Aliasing::Internal,
+                    );
+                    let plan = self.plan_query(&ast::Statement::Query(query)).await?;
+                    let schema = renamed_schema(&plan, &names);
+                    Plan::Query { plan, schema }
+                }
+                ast::Statement::Explain { .. } => {
+                    let plan = self.plan_query(stmt).await?;
+                    let schema = renamed_schema(&plan, &[]);
+                    Plan::Query { plan, schema }
                 }
                 ast::Statement::Insert(insert) => {
                     let (table, source) = self.plan_insert(stmt, insert).await?;
@@ -336,7 +357,7 @@ impl Session {
         params: Vec<ScalarValue>,
     ) -> Result<Output> {
         let output = match &prepared.plan {
-            Plan::Query(plan) => self.execute_query(plan, &params).await?,
+            Plan::Query { plan, schema } => self.execute_query(plan, schema, &params).await?,
             Plan::Insert { table, source } => self.execute_insert(table, source, &params).await?,
             Plan::Modify { table, plan, kind } => {
                 self.execute_modify(table, plan, *kind, &params).await?
@@ -420,6 +441,22 @@ fn writes(statement: &Statement) -> bool {
         ),
         Statement::ShowObjects(_) => false,
     }
+}
+
+/// The output schema of a query plan, with the columns named as Postgres
+/// names them.
+fn renamed_schema(plan: &LogicalPlan, names: &[String]) -> SchemaRef {
+    let fields: Vec<Field> = plan
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            f.as_ref()
+                .clone()
+                .with_name(column_names::output_name(f.name(), names))
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
 }
 
 /// A one-column text schema (`SHOW` results).

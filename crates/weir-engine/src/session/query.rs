@@ -1,6 +1,7 @@
 //! Queries (`SELECT`, `VALUES`, `EXPLAIN`): planned and run by DataFusion over
 //! the current content of tables and views.
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DfStatement;
@@ -22,13 +23,14 @@ impl Session {
     pub(crate) async fn execute_query(
         &self,
         plan: &LogicalPlan,
+        schema: &SchemaRef,
         params: &[ScalarValue],
     ) -> Result<Output> {
         let plan = bind(plan, params)?;
         let frame = self.ctx.execute_logical_plan(plan).await?;
         let batches = frame.execute_stream().await?;
         Ok(Output::Rows(Rows {
-            schema: batches.schema(),
+            schema: schema.clone(),
             batches,
             command: "SELECT",
         }))

@@ -1,0 +1,117 @@
+//! Test support: an in-process Weir server on a loopback port with its own
+//! data directory, and Postgres clients connected to it.
+
+#![allow(dead_code)] // each test binary uses part of this module
+
+pub mod postgres;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use weir_engine::{Engine, EngineConfig};
+use weir_server::Server;
+
+/// A server running in this process.
+pub struct TestServer {
+    data_dir: tempfile::TempDir,
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+    engine: Arc<Engine>,
+}
+
+impl TestServer {
+    /// A server with a fresh, empty data directory.
+    pub async fn start() -> TestServer {
+        let data_dir = tempfile::tempdir().expect("create a data directory");
+        let (engine, addr, task) = launch(data_dir.path()).await;
+        TestServer {
+            data_dir,
+            addr,
+            task,
+            engine,
+        }
+    }
+
+    /// Stops the server and starts a new one on the same data directory, as a
+    /// restart of the process would. The port changes.
+    pub async fn restart(&mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+        let (engine, addr, task) = launch(self.data_dir.path()).await;
+        self.engine = engine;
+        self.addr = addr;
+        self.task = task;
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    /// A libpq-style connection string for `database`.
+    pub fn conn_str(&self, database: &str) -> String {
+        format!(
+            "host={} port={} user=weir dbname={database}",
+            self.addr.ip(),
+            self.addr.port()
+        )
+    }
+
+    /// A tokio-postgres client on `database`.
+    pub async fn connect(&self, database: &str) -> tokio_postgres::Client {
+        let (client, connection) =
+            tokio_postgres::connect(&self.conn_str(database), tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("connect to {}: {e}", self.addr));
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn launch(dir: &Path) -> (Arc<Engine>, SocketAddr, JoinHandle<()>) {
+    let engine = Engine::open(EngineConfig::new(dir))
+        .await
+        .unwrap_or_else(|e| panic!("open engine in {}: {e}", dir.display()));
+    let server = Server::bind(engine.clone(), "127.0.0.1:0".parse().expect("address"))
+        .await
+        .expect("bind a loopback port");
+    let addr = server.local_addr().expect("local address");
+    let task = tokio::spawn(server.run());
+    (engine, addr, task)
+}
+
+/// The repository's top directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/weir is two levels down")
+        .to_path_buf()
+}
+
+/// The path of a program the tests need, or a failure that says how to get it.
+pub fn require_program(name: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "`{name}` is not installed: run the tests with `cargo xtask test`, which installs it"
+        )
+    })
+}
