@@ -90,7 +90,7 @@ impl Table {
                 // NOT NULL is enforced by the table store with Postgres'
                 // error; declared non-nullable fields would make DataFusion
                 // fail earlier, with its own.
-                .map(|c| Field::new(&c.name, c.ty.arrow_type(), true))
+                .map(|c| c.ty.field(&c.name, true))
                 .collect::<Vec<_>>(),
         ));
         let not_null = def

@@ -89,6 +89,19 @@ pub struct PgType {
     pub typmod: i32,
 }
 
+/// The Postgres type of a result field: its declared type when it comes from
+/// a table column, else the type of its Arrow type.
+pub fn pg_field_type(field: &arrow::datatypes::Field) -> PgType {
+    match weir_sql::SqlType::of_field(field) {
+        Some(ty) if ty.arrow_type() == *field.data_type() => PgType {
+            oid: ty.oid(),
+            len: ty.typlen(),
+            typmod: ty.typmod(),
+        },
+        _ => pg_type(field.data_type()),
+    }
+}
+
 /// The Postgres type of an Arrow type: scalars as [`weir_sql::SqlType`] maps
 /// them, lists as the array type of their element, anything else as text.
 pub fn pg_type(data_type: &DataType) -> PgType {

@@ -14,7 +14,7 @@ use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::messages::data::{DataRow, FieldDescription, RowDescription};
 use weir_engine::{WeirError, sqlstate};
 
-use crate::encode::{OutputFormat, encode_batch, pg_type};
+use crate::encode::{OutputFormat, encode_batch, pg_field_type};
 
 /// Whether each column of `schema` is sent in binary, for a result format.
 pub fn binary_columns(schema: &SchemaRef, format: &Format) -> Vec<bool> {
@@ -35,7 +35,7 @@ pub fn field_infos(schema: &SchemaRef, binary: &[bool]) -> Vec<FieldInfo> {
         .iter()
         .enumerate()
         .map(|(i, field)| {
-            let ty = pg_type(field.data_type());
+            let ty = pg_field_type(field);
             let format = if binary.get(i).copied().unwrap_or(false) {
                 FieldFormat::Binary
             } else {
@@ -60,7 +60,7 @@ pub fn row_description(schema: &SchemaRef) -> RowDescription {
         .fields()
         .iter()
         .map(|field| {
-            let ty = pg_type(field.data_type());
+            let ty = pg_field_type(field);
             FieldDescription::new(field.name().clone(), 0, 0, ty.oid, ty.len, ty.typmod, 0)
         })
         .collect();

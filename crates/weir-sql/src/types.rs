@@ -25,6 +25,10 @@ pub const DEFAULT_NUMERIC_SCALE: i8 = 10;
 /// The time zone tag of a stored `timestamptz` column: instants in UTC.
 pub const UTC: &str = "+00:00";
 
+/// The Arrow field metadata key that carries a column's declared type, so that
+/// `varchar(5)` is still `varchar(5)` (not just text) wherever the column goes.
+pub const FIELD_METADATA_KEY: &str = "weir.sql_type";
+
 /// A column type, as declared in SQL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -150,6 +154,21 @@ impl SqlType {
             DataType::Dictionary(_, value) => return SqlType::from_arrow(value),
             _ => return None,
         })
+    }
+
+    /// The declared type a field carries in its metadata, if any.
+    pub fn of_field(field: &datafusion::arrow::datatypes::Field) -> Option<SqlType> {
+        let text = field.metadata().get(FIELD_METADATA_KEY)?;
+        serde_json::from_str(text).ok()
+    }
+
+    /// An Arrow field of this type that remembers it.
+    pub fn field(&self, name: &str, nullable: bool) -> datafusion::arrow::datatypes::Field {
+        let field = datafusion::arrow::datatypes::Field::new(name, self.arrow_type(), nullable);
+        match serde_json::to_string(self) {
+            Ok(json) => field.with_metadata([(FIELD_METADATA_KEY.to_string(), json)].into()),
+            Err(_) => field,
+        }
     }
 
     /// The Arrow type values of this column are stored as.

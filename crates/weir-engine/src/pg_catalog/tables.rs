@@ -68,7 +68,9 @@ fn columns(relation: &Relation) -> Vec<(String, SqlType, bool)> {
             .map(|f: &std::sync::Arc<Field>| {
                 (
                     f.name().clone(),
-                    SqlType::from_arrow(f.data_type()).unwrap_or(SqlType::Text),
+                    SqlType::of_field(f)
+                        .or_else(|| SqlType::from_arrow(f.data_type()))
+                        .unwrap_or(SqlType::Text),
                     false,
                 )
             })

@@ -159,8 +159,15 @@ impl Session {
             }
             assigned.push(index);
             literal_strings.push(is_string_literal(&assignment.value));
+            // A bare parameter takes the column's type, as in Postgres.
+            let value = match &assignment.value {
+                ast::Expr::Value(v) if matches!(v.value, Value::Placeholder(_)) => {
+                    cast_to_column(assignment.value.clone(), &table.def.columns[index])?
+                }
+                other => other.clone(),
+            };
             projection.push(SelectItem::ExprWithAlias {
-                expr: assignment.value.clone(),
+                expr: value,
                 alias: Ident::new(format!("{NEW_VALUE}{index}")),
             });
         }
@@ -373,6 +380,23 @@ fn command_word(kind: ModifyKind) -> &'static str {
         ModifyKind::Update => "UPDATE",
         ModifyKind::Delete => "DELETE",
     }
+}
+
+/// `expr::<column type>`.
+fn cast_to_column(expr: ast::Expr, column: &ColumnDef) -> Result<ast::Expr> {
+    let data_type = datafusion::sql::sqlparser::parser::Parser::new(
+        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+    )
+    .try_with_sql(&column.ty.to_string())
+    .and_then(|mut p| p.parse_data_type())
+    .map_err(|e| WeirError::internal(format!("the type {} does not parse: {e}", column.ty)))?;
+    Ok(ast::Expr::Cast {
+        kind: ast::CastKind::DoubleColon,
+        expr: Box::new(expr),
+        data_type,
+        array: false,
+        format: None,
+    })
 }
 
 fn is_string_literal(expr: &ast::Expr) -> bool {

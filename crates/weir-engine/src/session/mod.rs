@@ -94,7 +94,15 @@ impl Prepared {
             | Plan::Modify { plan: p, .. } => p,
             Plan::Utility(_) => return Ok(vec![]),
         };
-        let types = plan.get_parameter_types()?;
+        let mut types = plan.get_parameter_types()?;
+        // DataFusion leaves `$1::bigint` untyped; Postgres types it by the cast.
+        for (name, ty) in cast_parameter_types(plan)? {
+            if let Some(slot) = types.get_mut(&name)
+                && slot.is_none()
+            {
+                *slot = Some(ty);
+            }
+        }
         let mut numbered: Vec<(usize, Option<DataType>)> = types
             .into_iter()
             .filter_map(|(name, ty)| Some((name.trim_start_matches('$').parse().ok()?, ty)))
@@ -423,6 +431,26 @@ impl Session {
     pub(crate) fn write_settings(&self) -> std::sync::RwLockWriteGuard<'_, Settings> {
         self.settings.write().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Types of parameters that are cast: `$1::bigint` is a bigint.
+fn cast_parameter_types(plan: &LogicalPlan) -> Result<Vec<(String, DataType)>> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Expr;
+    let mut found = Vec::new();
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::Cast(cast) = e
+                    && let Expr::Placeholder(p) = cast.expr.as_ref()
+                {
+                    found.push((p.id.clone(), cast.field.data_type().clone()));
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    Ok(found)
 }
 
 /// Whether a statement changes data or the catalog (for the ROLLBACK notice).
