@@ -135,7 +135,7 @@ impl From<ParseError> for WeirError {
         WeirError {
             code: SYNTAX_ERROR,
             message: e.message,
-            detail: None,
+            detail: e.detail,
             hint: None,
             position: e.position,
         }

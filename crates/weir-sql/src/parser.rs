@@ -23,8 +23,10 @@ use crate::statement::{ObjectKind, ShowObjects, Statement};
 /// A statement that could not be parsed, worded as Postgres words it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
-    /// `syntax error at or near "x"` and what the parser expected.
+    /// `syntax error at or near "x"`, as Postgres says it.
     pub message: String,
+    /// What the parser expected instead.
+    pub detail: Option<String>,
     /// 1-based character offset of the offending token in the query text, as in
     /// the `P` field of a Postgres error.
     pub position: Option<usize>,
@@ -164,6 +166,7 @@ fn syntax_error(sql: &str, err: &ParserError) -> ParseError {
         ParserError::RecursionLimitExceeded => {
             return ParseError {
                 message: "statement is too deeply nested".into(),
+                detail: None,
                 position: None,
             };
         }
@@ -177,15 +180,26 @@ fn syntax_error(sql: &str, err: &ParserError) -> ParseError {
         let (line, column) = loc.split_once(", Column: ")?;
         char_offset(sql, line.trim().parse().ok()?, column.trim().parse().ok()?)
     });
-    let found = body.rsplit_once(", found: ").map(|(_, found)| found.trim());
+    let (expected, found) = match body.rsplit_once(", found: ") {
+        Some((expected, found)) => (
+            Some(expected.trim_start_matches("Expected: ").to_string()),
+            Some(found.trim()),
+        ),
+        None => (None, None),
+    };
     let message = match found {
         Some("EOF") | None if position.is_none_or(|p| p > sql.chars().count()) => {
-            format!("syntax error at end of input ({body})")
+            "syntax error at end of input".to_string()
         }
-        Some(token) => format!("syntax error at or near \"{token}\" ({body})"),
-        None => format!("syntax error ({body})"),
+        Some(token) => format!("syntax error at or near \"{token}\""),
+        None => format!("syntax error: {body}"),
     };
-    ParseError { message, position }
+    let detail = expected.map(|e| format!("Expected {e}."));
+    ParseError {
+        message,
+        detail,
+        position,
+    }
 }
 
 /// 1-based character offset of a 1-based line and column.

@@ -84,7 +84,12 @@ pub fn install(
             "pg_get_userbyid",
             &[&[OID]],
             Volatility::Stable,
-            move |_| Some(owner.clone()),
+            move |args| match args.first()?.as_int()? {
+                oid if oid == i64::from(super::DATABASE_OWNER_OID) => {
+                    Some("pg_database_owner".into())
+                }
+                _ => Some(owner.clone()),
+            },
         ),
         text_fn("session_user", &[&[]], Volatility::Stable, move |_| {
             Some(session_user.clone())

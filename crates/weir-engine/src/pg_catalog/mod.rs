@@ -37,6 +37,8 @@ pub const PG_CATALOG_NAMESPACE_OID: u32 = 11;
 pub const INFORMATION_SCHEMA_NAMESPACE_OID: u32 = 13_000;
 /// OID of the role every object belongs to (Postgres' bootstrap superuser).
 pub const OWNER_OID: u32 = 10;
+/// OID of the `pg_database_owner` role, owner of the `public` schema.
+pub const DATABASE_OWNER_OID: u32 = 6171;
 
 /// What the catalog tables are built from.
 #[derive(Debug, Clone)]

@@ -9,7 +9,8 @@ use datafusion::common::ScalarValue;
 use weir_sql::SqlType;
 
 use super::{
-    CatalogContext, INFORMATION_SCHEMA_NAMESPACE_OID, OWNER_OID, PG_CATALOG_NAMESPACE_OID, Row,
+    CatalogContext, DATABASE_OWNER_OID, INFORMATION_SCHEMA_NAMESPACE_OID, OWNER_OID,
+    PG_CATALOG_NAMESPACE_OID, Row,
 };
 use crate::database::{PUBLIC_NAMESPACE_OID, PUBLIC_SCHEMA};
 use crate::relation::Relation;
@@ -86,10 +87,16 @@ pub(super) fn pg_namespace(_: &CatalogContext) -> Vec<Row> {
     ]
     .into_iter()
     .map(|(oid, name)| {
+        // As in Postgres 15, `public` belongs to pg_database_owner.
+        let owner = if oid == PUBLIC_NAMESPACE_OID {
+            DATABASE_OWNER_OID
+        } else {
+            OWNER_OID
+        };
         vec![
             ("oid", int(oid)),
             ("nspname", text(name)),
-            ("nspowner", int(OWNER_OID)),
+            ("nspowner", int(owner)),
         ]
     })
     .collect()
