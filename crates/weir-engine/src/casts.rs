@@ -1,17 +1,17 @@
-//! Casts from text with Postgres' input syntax.
+//! Casts between text and other types with Postgres' syntax.
 //!
-//! DataFusion casts text to `bytea` by taking the string's bytes, and reads
-//! intervals only in its own syntax. Postgres clients write `'\x0102'` for two
-//! bytes and `'1 day 02:00:00'` for an interval, and Weir prints them that way,
-//! so a value must read back as it was printed. The analyzer rule here
-//! replaces such casts (including the ones DataFusion adds itself, for example
-//! when inserting text into a `bytea` column) with functions that parse the
-//! Postgres syntax.
+//! DataFusion casts text to `bytea` by taking the string's bytes, reads
+//! intervals only in its own syntax, and writes values to text in Arrow's
+//! format. Postgres clients write `'\x0102'` for two bytes and `'1 day
+//! 02:00:00'` for an interval, and expect `now()::text` to read like the value
+//! psql shows. The analyzer rule here replaces such casts (including the ones
+//! DataFusion adds itself, for example when inserting text into a `bytea`
+//! column) with functions that parse and print Postgres' syntax.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryBuilder, IntervalMonthDayNanoBuilder,
+    Array, ArrayRef, AsArray, BinaryBuilder, IntervalMonthDayNanoBuilder, StringBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, IntervalUnit};
 use datafusion::common::config::ConfigOptions;
@@ -24,10 +24,15 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::AnalyzerRule;
 
 use crate::error::{WeirError, into_datafusion, sqlstate};
+use crate::pg_catalog::functions::SharedSettings;
+use crate::text_format::{OutputFormat, write_text};
 
-/// Rewrites casts from text to `bytea` and `interval` into Postgres parsers.
-#[derive(Debug, Default)]
-pub struct PostgresCasts;
+/// Rewrites casts from text to `bytea` and `interval` into Postgres parsers,
+/// and casts to text into Postgres' output functions.
+#[derive(Debug)]
+pub struct PostgresCasts {
+    text_out: ScalarUDF,
+}
 
 impl AnalyzerRule for PostgresCasts {
     fn name(&self) -> &str {
@@ -37,7 +42,7 @@ impl AnalyzerRule for PostgresCasts {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
         plan.transform_up_with_subqueries(|node| {
             let schema = input_schema(&node)?;
-            node.map_expressions(|expr| expr.transform_up(|e| rewrite(e, &schema)))
+            node.map_expressions(|expr| expr.transform_up(|e| rewrite(e, &schema, &self.text_out)))
         })
         .map(|t| t.data)
     }
@@ -52,17 +57,26 @@ fn input_schema(node: &LogicalPlan) -> DfResult<DFSchema> {
     Ok(schema)
 }
 
-fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+fn rewrite(expr: Expr, schema: &DFSchema, text_out: &ScalarUDF) -> DfResult<Transformed<Expr>> {
     let (inner, target) = match &expr {
         Expr::Cast(cast) => (&cast.expr, cast.field.data_type()),
         Expr::TryCast(cast) => (&cast.expr, cast.field.data_type()),
         _ => return Ok(Transformed::no(expr)),
     };
-    let is_text = matches!(
-        inner.get_type(schema),
-        Ok(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
-    );
-    if !is_text {
+    let Ok(source) = inner.get_type(schema) else {
+        return Ok(Transformed::no(expr));
+    };
+    let textual =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    if textual(target) && has_postgres_text_form(&source) {
+        let text = text_out.call(vec![(**inner).clone()]);
+        return Ok(Transformed::yes(if *target == DataType::Utf8 {
+            text
+        } else {
+            text.cast_to(target, schema)?
+        }));
+    }
+    if !textual(&source) {
         return Ok(Transformed::no(expr));
     }
     let parser = match target {
@@ -71,6 +85,105 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
         _ => return Ok(Transformed::no(expr)),
     };
     Ok(Transformed::yes(parser.call(vec![(**inner).clone()])))
+}
+
+/// Types whose text form in Postgres differs from Arrow's.
+fn has_postgres_text_form(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Boolean
+            | DataType::Float16
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Decimal128(..)
+            | DataType::Decimal256(..)
+            | DataType::Date32
+            | DataType::Date64
+            | DataType::Time32(_)
+            | DataType::Time64(_)
+            | DataType::Timestamp(..)
+            | DataType::Interval(_)
+            | DataType::Duration(_)
+            | DataType::Binary
+            | DataType::LargeBinary
+            | DataType::BinaryView
+            | DataType::List(_)
+    )
+}
+
+/// `value::text`: the value as Postgres' output function prints it, in the
+/// session's settings (time zone, float digits); booleans are `true`/`false`.
+struct TextOut {
+    signature: Signature,
+    settings: SharedSettings,
+}
+
+impl std::fmt::Debug for TextOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TextOut")
+    }
+}
+
+impl PartialEq for TextOut {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for TextOut {}
+
+impl std::hash::Hash for TextOut {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        "pg_text_out".hash(state);
+    }
+}
+
+impl ScalarUDFImpl for TextOut {
+    fn name(&self) -> &str {
+        "pg_text_out"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let scalar = matches!(args.args.first(), Some(ColumnarValue::Scalar(_)));
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let input = arrays
+            .first()
+            .ok_or_else(|| into_datafusion(WeirError::internal("missing argument")))?;
+        let format = {
+            let settings = self.settings.read().unwrap_or_else(|p| p.into_inner());
+            OutputFormat::from_settings(&settings)
+        };
+        let mut out = StringBuilder::with_capacity(input.len(), input.len() * 16);
+        let mut text = String::new();
+        for row in 0..input.len() {
+            if input.is_null(row) {
+                out.append_null();
+            } else if let Some(booleans) = input.as_boolean_opt() {
+                out.append_value(if booleans.value(row) { "true" } else { "false" });
+            } else {
+                text.clear();
+                write_text(input, row, &format, &mut text)
+                    .map_err(|e| into_datafusion(WeirError::internal(e.0)))?;
+                out.append_value(&text);
+            }
+        }
+        let output: ArrayRef = Arc::new(out.finish());
+        if scalar {
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &output, 0,
+            )?))
+        } else {
+            Ok(ColumnarValue::Array(output))
+        }
+    }
 }
 
 fn bytea_in() -> ScalarUDF {
@@ -165,7 +278,7 @@ pub fn parse_bytea(text: &str) -> Result<Vec<u8>, WeirError> {
         .or_else(|| text.strip_prefix("\\X"))
     {
         let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-        if digits.len() % 2 != 0 {
+        if !digits.len().is_multiple_of(2) {
             return Err(WeirError::new(
                 sqlstate::INVALID_PARAMETER_VALUE,
                 "invalid hexadecimal data: odd number of digits",
@@ -390,8 +503,12 @@ fn parse_iso_interval(text: &str) -> Option<IntervalMonthDayNano> {
 }
 
 /// Installs the rule and its functions into a session.
-pub fn install(ctx: &datafusion::execution::context::SessionContext) {
-    ctx.add_analyzer_rule(Arc::new(PostgresCasts));
+pub fn install(ctx: &datafusion::execution::context::SessionContext, settings: &SharedSettings) {
+    let text_out = ScalarUDF::from(TextOut {
+        signature: Signature::any(1, Volatility::Stable),
+        settings: settings.clone(),
+    });
+    ctx.add_analyzer_rule(Arc::new(PostgresCasts { text_out }));
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! - [`settings`]: `SET` / `SHOW` parameters;
 //! - [`pg_catalog`]: the `pg_catalog` schema and functions clients use;
 //! - [`output`]: what statements produce;
+//! - [`text_format`]: values in Postgres' text format;
 //! - [`error`]: errors with their SQLSTATE.
 
 pub mod casts;
@@ -22,6 +23,7 @@ pub mod pg_catalog;
 pub mod relation;
 pub mod session;
 pub mod settings;
+pub mod text_format;
 
 pub use engine::{Engine, EngineConfig};
 pub use error::{Result, SqlState, WeirError, sqlstate};

@@ -30,10 +30,10 @@ use pgwire::messages::startup::ParameterStatus;
 use weir_engine::{Output, Prepared, Rows, Session, WeirError, sqlstate};
 
 use crate::connection::{SessionCell, cancel_signal, session_of, transaction_status};
-use crate::encode::OutputFormat;
 use crate::errors::{error_info, notice_info, user_error};
 use crate::params;
 use crate::rows::{RowStream, binary_columns, field_infos, row_description};
+use weir_engine::text_format::OutputFormat;
 
 /// Why a statement stopped: an error to report, or the connection failed.
 enum Stop {

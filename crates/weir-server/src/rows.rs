@@ -14,7 +14,9 @@ use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::messages::data::{DataRow, FieldDescription, RowDescription};
 use weir_engine::{WeirError, sqlstate};
 
-use crate::encode::{OutputFormat, encode_batch, pg_field_type};
+use weir_engine::text_format::OutputFormat;
+
+use crate::encode::{encode_batch, pg_field_type};
 
 /// Whether each column of `schema` is sent in binary, for a result format.
 pub fn binary_columns(schema: &SchemaRef, format: &Format) -> Vec<bool> {

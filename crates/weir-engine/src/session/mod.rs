@@ -189,7 +189,7 @@ impl Session {
         let ctx = SessionContext::new_with_state(state);
         let settings = Arc::new(RwLock::new(settings));
         functions::install(&ctx, &db, engine.static_tables(), &settings, user);
-        crate::casts::install(&ctx);
+        crate::casts::install(&ctx, &settings);
         sessions_of_db.fetch_add(1, Ordering::AcqRel);
         Ok(Session {
             engine,

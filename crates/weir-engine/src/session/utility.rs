@@ -263,10 +263,12 @@ impl Session {
                 .db
                 .relations()
                 .into_iter()
-                .filter(|r| match (show.kind, r) {
-                    (ObjectKind::Table, Relation::Table(_)) => true,
-                    (ObjectKind::View, Relation::View(_)) => true,
-                    _ => false,
+                .filter(|r| {
+                    matches!(
+                        (show.kind, r),
+                        (ObjectKind::Table, Relation::Table(_))
+                            | (ObjectKind::View, Relation::View(_))
+                    )
                 })
                 .map(|r| r.name().to_string())
                 .collect(),

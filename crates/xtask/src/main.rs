@@ -1,0 +1,147 @@
+//! `cargo xtask test`: the one command that runs Weir's whole test suite on a
+//! fresh machine.
+//!
+//! The tests talk to real programs: `psql`, a PostgreSQL server (to compare
+//! Weir's behaviour with Postgres'), the stock `sqllogictest` CLI. This task
+//! installs whichever is missing (Debian packages with apt-get, crates with
+//! cargo install), checks formatting and lints, then runs `cargo test`.
+//!
+//! `cargo xtask test [-- <cargo test arguments>]`; `--no-lint` skips fmt and
+//! clippy.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const SQLLOGICTEST_VERSION: &str = "0.29.1";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("test") => match test(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("xtask: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        _ => {
+            eprintln!("usage: cargo xtask test [--no-lint] [-- <cargo test arguments>]");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn test(args: &[String]) -> Result<(), String> {
+    let lint = !args.iter().any(|a| a == "--no-lint");
+    let passthrough: Vec<&String> = args
+        .iter()
+        .skip_while(|a| a.as_str() != "--")
+        .skip(1)
+        .collect();
+
+    ensure_postgres()?;
+    ensure_sqllogictest()?;
+
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    if lint {
+        run(Command::new(&cargo).args(["fmt", "--all", "--", "--check"]))?;
+        run(Command::new(&cargo).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    }
+    run(Command::new(&cargo)
+        .args(["test", "--workspace"])
+        .args(passthrough))
+}
+
+/// `psql` and the PostgreSQL server programs, from Debian's packages.
+fn ensure_postgres() -> Result<(), String> {
+    let have_client = find_program("psql").is_some();
+    let have_server = postgres_server_dir().is_some();
+    if have_client && have_server {
+        return Ok(());
+    }
+    eprintln!("xtask: installing PostgreSQL (psql and server) with apt-get");
+    apt_install(&["postgresql", "postgresql-client"])?;
+    if find_program("psql").is_none() || postgres_server_dir().is_none() {
+        return Err("PostgreSQL is still missing after apt-get install".into());
+    }
+    Ok(())
+}
+
+/// The stock sqllogictest CLI, which users run against Weir.
+fn ensure_sqllogictest() -> Result<(), String> {
+    if find_program("sqllogictest").is_some() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing sqllogictest-bin {SQLLOGICTEST_VERSION} with cargo install");
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(cargo)
+        .args(["install", "--locked", "sqllogictest-bin", "--version"])
+        .arg(SQLLOGICTEST_VERSION))?;
+    if find_program("sqllogictest").is_none() {
+        return Err("sqllogictest was installed but is not on PATH (add ~/.cargo/bin)".into());
+    }
+    Ok(())
+}
+
+fn apt_install(packages: &[&str]) -> Result<(), String> {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let sudo = |program: &str| {
+        if root {
+            Command::new(program)
+        } else {
+            let mut c = Command::new("sudo");
+            c.arg(program);
+            c
+        }
+    };
+    run(sudo("apt-get").args(["update", "-q"]))?;
+    run(sudo("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(packages))
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    let paths = env::var_os("PATH")?;
+    env::split_paths(&paths)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Where `initdb` and `postgres` are: on PATH, or Debian's versioned directory.
+fn postgres_server_dir() -> Option<PathBuf> {
+    if let (Some(initdb), Some(_)) = (find_program("initdb"), find_program("postgres")) {
+        return initdb.parent().map(Path::to_path_buf);
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|d| d.join("initdb").is_file() && d.join("postgres").is_file())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{command:?} failed with {status}"))
+    }
+}
