@@ -152,11 +152,8 @@ impl ScalarUDFImpl for TextOut {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let scalar = matches!(args.args.first(), Some(ColumnarValue::Scalar(_)));
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let input = arrays
-            .first()
-            .ok_or_else(|| into_datafusion(WeirError::internal("missing argument")))?;
+        let (input, scalar) = only_argument(&args)?;
+        let input = &input;
         let format = {
             let settings = self.settings.read().unwrap_or_else(|p| p.into_inner());
             OutputFormat::from_settings(&settings)
@@ -176,13 +173,30 @@ impl ScalarUDFImpl for TextOut {
             }
         }
         let output: ArrayRef = Arc::new(out.finish());
-        if scalar {
-            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &output, 0,
-            )?))
-        } else {
-            Ok(ColumnarValue::Array(output))
-        }
+        columnar(output, scalar)
+    }
+}
+
+/// The argument of a one-argument function, as an array, and whether it was a
+/// scalar.
+fn only_argument(args: &ScalarFunctionArgs) -> DfResult<(ArrayRef, bool)> {
+    let scalar = matches!(args.args.first(), Some(ColumnarValue::Scalar(_)));
+    let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+    let input = arrays
+        .into_iter()
+        .next()
+        .ok_or_else(|| into_datafusion(WeirError::internal("missing argument")))?;
+    Ok((input, scalar))
+}
+
+/// A function's result, as a scalar when its argument was one.
+fn columnar(output: ArrayRef, scalar: bool) -> DfResult<ColumnarValue> {
+    if scalar {
+        Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+            &output, 0,
+        )?))
+    } else {
+        Ok(ColumnarValue::Array(output))
     }
 }
 
@@ -224,12 +238,8 @@ impl ScalarUDFImpl for TextParser {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let scalar = matches!(args.args.first(), Some(ColumnarValue::Scalar(_)));
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let input = arrays
-            .first()
-            .ok_or_else(|| into_datafusion(WeirError::internal("missing argument")))?;
-        let input = datafusion::arrow::compute::cast(input, &DataType::Utf8)?;
+        let (input, scalar) = only_argument(&args)?;
+        let input = datafusion::arrow::compute::cast(&input, &DataType::Utf8)?;
         let text = input.as_string::<i32>();
         let output: ArrayRef = match self.output {
             DataType::Binary => {
@@ -253,13 +263,7 @@ impl ScalarUDFImpl for TextParser {
                 Arc::new(out.finish())
             }
         };
-        if scalar {
-            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &output, 0,
-            )?))
-        } else {
-            Ok(ColumnarValue::Array(output))
-        }
+        columnar(output, scalar)
     }
 }
 

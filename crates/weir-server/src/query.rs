@@ -365,23 +365,13 @@ where
     let mut state = portal.state.lock().await;
     let cancel = cancel_signal(client).await;
     let timeout = session.settings().statement_timeout();
-    match std::mem::take(&mut *state) {
+    let outcome = match std::mem::take(&mut *state) {
         PortalExecutionState::Suspended(response) => {
-            let step = continue_suspended(client, response, limit);
-            match interruptible(step, cancel, timeout).await {
-                Ok(Some(response)) => *state = PortalExecutionState::Suspended(response),
-                Ok(None) => *state = PortalExecutionState::Finished,
-                Err(e) => {
-                    session.statement_failed();
-                    return Err(e);
-                }
-            }
-            Ok(())
+            interruptible(continue_suspended(client, response, limit), cancel, timeout).await
         }
         PortalExecutionState::Finished => {
-            *state = PortalExecutionState::Finished;
             send_command_complete(client, "SELECT 0".into()).await?;
-            Ok(())
+            Ok(None)
         }
         PortalExecutionState::Initial => {
             let values = params::decode(portal)?;
@@ -401,17 +391,18 @@ where
                     }
                 }
             };
-            match interruptible(step, cancel, timeout).await {
-                Ok(Some(response)) => *state = PortalExecutionState::Suspended(response),
-                Ok(None) => *state = PortalExecutionState::Finished,
-                Err(e) => {
-                    session.statement_failed();
-                    return Err(e);
-                }
-            }
-            Ok(())
+            interruptible(step, cancel, timeout).await
+        }
+    };
+    match outcome {
+        Ok(Some(rest)) => *state = PortalExecutionState::Suspended(rest),
+        Ok(None) => *state = PortalExecutionState::Finished,
+        Err(e) => {
+            session.statement_failed();
+            return Err(e);
         }
     }
+    Ok(())
 }
 
 /// Sends the first rows of a portal; returns the rest if the limit stopped it.

@@ -27,50 +27,26 @@ SELECT * FROM t ORDER BY id;
 SELECT count(*), sum(price) FROM t;
 "#;
 
-/// Runs `psql` with a script; returns what it printed (stdout, then stderr).
-fn psql(psql: &Path, host: &str, port: u16, user: &str, db: &str, script: &str) -> String {
-    let output = Command::new(psql)
-        .args([
-            "-X",
-            "-h",
-            host,
-            "-p",
-            &port.to_string(),
-            "-U",
-            user,
-            "-d",
-            db,
-        ])
-        .args(["-v", "ON_ERROR_STOP=0", "-c", script])
-        .env("PGTZ", "UTC")
-        .env_remove("PGPASSWORD")
-        .output()
-        .expect("run psql");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// The same script through `psql -f`, one command at a time as a user types.
-fn psql_file(psql: &Path, host: &str, port: u16, user: &str, db: &str, script: &str) -> String {
+/// Runs a script through `psql -f`, one command at a time as a user types
+/// them; returns what psql printed (stdout, then stderr).
+fn psql(psql: &Path, port: u16, db: &str, script: &str) -> String {
     let file = tempfile::NamedTempFile::new().expect("script file");
     std::fs::write(file.path(), script).expect("write the script");
     let output = Command::new(psql)
         .args([
             "-X",
             "-h",
-            host,
+            "127.0.0.1",
             "-p",
             &port.to_string(),
             "-U",
-            user,
+            "weir",
             "-d",
             db,
         ])
         .args(["-v", "ON_ERROR_STOP=0", "-f"])
         .arg(file.path())
+        .env_remove("PGPASSWORD")
         .output()
         .expect("run psql");
     format!(
@@ -102,14 +78,14 @@ async fn psql_prints_what_it_prints_against_postgresql() {
     let weir_port = weir.addr().port();
     let weir_out = tokio::task::spawn_blocking({
         let psql_bin = psql_bin.clone();
-        move || psql_file(&psql_bin, "127.0.0.1", weir_port, "weir", "weir", SCRIPT)
+        move || psql(&psql_bin, weir_port, "weir", SCRIPT)
     })
     .await
     .expect("psql on Weir");
     let pg_port = postgres.port;
     let pg_out = tokio::task::spawn_blocking({
         let psql_bin = psql_bin.clone();
-        move || psql_file(&psql_bin, "127.0.0.1", pg_port, "weir", "weir", SCRIPT)
+        move || psql(&psql_bin, pg_port, "weir", SCRIPT)
     })
     .await
     .expect("psql on PostgreSQL");
@@ -132,24 +108,17 @@ async fn psql_shows_errors_and_databases() {
     let weir = TestServer::start().await;
     let port = weir.addr().port();
     let out = tokio::task::spawn_blocking(move || {
-        let error = psql(&psql_bin, "127.0.0.1", port, "weir", "weir", "SELEC 1");
-        let missing = psql(
-            &psql_bin,
-            "127.0.0.1",
-            port,
-            "weir",
-            "weir",
-            "SELECT * FROM nope",
-        );
-        let databases = psql(&psql_bin, "127.0.0.1", port, "weir", "weir", "\\l");
-        let unknown_db = psql(&psql_bin, "127.0.0.1", port, "weir", "nope", "SELECT 1");
+        let error = psql(&psql_bin, port, "weir", "SELEC 1;");
+        let missing = psql(&psql_bin, port, "weir", "SELECT * FROM nope;");
+        let databases = psql(&psql_bin, port, "weir", "\\l");
+        let unknown_db = psql(&psql_bin, port, "nope", "SELECT 1;");
         (error, missing, databases, unknown_db)
     })
     .await
     .expect("psql");
     let (error, missing, databases, unknown_db) = out;
     assert!(
-        error.contains("ERROR:  syntax error at or near \"SELEC\"\nLINE 1: SELEC 1\n        ^"),
+        error.contains("ERROR:  syntax error at or near \"SELEC\"\nLINE 1: SELEC 1;\n        ^"),
         "{error}"
     );
     assert!(
