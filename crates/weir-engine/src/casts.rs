@@ -292,6 +292,12 @@ pub fn parse_bytea(text: &str) -> Result<Vec<u8>, WeirError> {
             .chunks(2)
             .map(|pair| {
                 let s = std::str::from_utf8(pair).map_err(|_| invalid("bytea", text))?;
+                if !pair.iter().all(u8::is_ascii_hexdigit) {
+                    return Err(WeirError::new(
+                        sqlstate::INVALID_PARAMETER_VALUE,
+                        format!("invalid hexadecimal digit: \"{s}\""),
+                    ));
+                }
                 u8::from_str_radix(s, 16).map_err(|_| {
                     WeirError::new(
                         sqlstate::INVALID_PARAMETER_VALUE,
@@ -578,6 +584,7 @@ mod tests {
             vec![b'a', b'\\', b'b', 1]
         );
         assert!(parse_bytea("\\x123").is_err());
+        assert!(parse_bytea("\\x+f").is_err());
         assert!(parse_bytea("\\q").is_err());
     }
 }

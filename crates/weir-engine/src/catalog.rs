@@ -2,10 +2,9 @@
 //! and loaded.
 //!
 //! Definitions are plain data (serde). The objects that serve them to queries
-//! (a table's rows, a view's plan) are built from them by [`crate::database`];
+//! (a table's rows, a view's plan) are built from them by [`crate::session`];
 //! on restart the engine rebuilds every object from its definition, in the
-//! order the objects were created, so a view is always rebuilt after what it
-//! reads.
+//! order they are saved in: each after the relations it reads.
 //!
 //! The whole catalog is one small JSON document (`catalog.json`), rewritten
 //! atomically after each DDL statement.
@@ -49,13 +48,6 @@ impl ObjectDef {
         match self {
             ObjectDef::Table(t) => &t.name,
             ObjectDef::View(v) => &v.name,
-        }
-    }
-
-    pub fn oid(&self) -> u32 {
-        match self {
-            ObjectDef::Table(t) => t.oid,
-            ObjectDef::View(v) => v.oid,
         }
     }
 }

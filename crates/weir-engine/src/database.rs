@@ -77,6 +77,63 @@ impl Database {
         removed
     }
 
+    /// All relations, each after the relations it reads (and otherwise in
+    /// creation order): the order in which they can be rebuilt.
+    pub fn in_dependency_order(&self) -> Vec<Relation> {
+        let relations = self.relations();
+        let mut ordered: Vec<Relation> = Vec::with_capacity(relations.len());
+        let mut placed = std::collections::HashSet::new();
+        fn place(
+            relation: &Relation,
+            all: &[Relation],
+            placed: &mut std::collections::HashSet<String>,
+            ordered: &mut Vec<Relation>,
+            depth: usize,
+        ) {
+            if depth > all.len() || !placed.insert(relation.name().to_string()) {
+                return;
+            }
+            for dependency in relation.dependencies() {
+                if let Some(d) = all.iter().find(|r| r.name() == dependency) {
+                    place(d, all, placed, ordered, depth + 1);
+                }
+            }
+            ordered.push(relation.clone());
+        }
+        for relation in &relations {
+            place(relation, &relations, &mut placed, &mut ordered, 0);
+        }
+        ordered
+    }
+
+    /// Whether any of `relations` reads `target`, directly or through others.
+    pub fn reads_transitively(&self, relations: &[String], target: &str) -> bool {
+        let mut seen = std::collections::HashSet::new();
+        let mut pending: Vec<String> = relations.to_vec();
+        while let Some(name) = pending.pop() {
+            if name == target {
+                return true;
+            }
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            if let Some(relation) = self.relation(&name) {
+                pending.extend(relation.dependencies().iter().cloned());
+            }
+        }
+        false
+    }
+
+    /// The relations that read `name`, directly or not, each after those it
+    /// reads.
+    pub fn dependents_in_order(&self, name: &str) -> Vec<String> {
+        self.in_dependency_order()
+            .into_iter()
+            .filter(|r| r.name() != name && self.reads_transitively(r.dependencies(), name))
+            .map(|r| r.name().to_string())
+            .collect()
+    }
+
     /// Names of the relations that read `name`, directly.
     pub fn dependents_of(&self, name: &str) -> Vec<String> {
         self.relations()
@@ -86,13 +143,13 @@ impl Database {
             .collect()
     }
 
-    /// The definition to save.
+    /// The definition to save, objects in an order they can be rebuilt in.
     pub fn to_def(&self) -> DatabaseDef {
         DatabaseDef {
             oid: self.oid,
             name: self.name.clone(),
             objects: self
-                .relations()
+                .in_dependency_order()
                 .into_iter()
                 .map(|r| match r {
                     Relation::Table(t) => ObjectDef::Table(t.def.clone()),

@@ -196,7 +196,16 @@ impl Engine {
             )
         })?;
         let counter = self.session_counter(db.oid);
-        Session::new(self.clone(), db, user, startup, counter)
+        let session = Session::new(self.clone(), db.clone(), user, startup, counter)?;
+        // A DROP DATABASE may have removed the database meanwhile; now that the
+        // session is counted, a later one will wait for it.
+        match self.database(database) {
+            Some(current) if Arc::ptr_eq(&current, &db) => Ok(session),
+            _ => Err(WeirError::new(
+                sqlstate::INVALID_CATALOG_NAME,
+                format!("database \"{database}\" does not exist"),
+            )),
+        }
     }
 
     /// A new OID, never handed out before.
@@ -209,7 +218,9 @@ impl Engine {
         self.ddl.lock().await
     }
 
-    /// Saves the whole catalog.
+    /// Saves the whole catalog. The write runs in a task of its own: a
+    /// statement cancelled while its change is being saved does not leave a
+    /// half-done write behind (the change completes).
     pub(crate) async fn save(&self) -> Result<()> {
         let catalog = CatalogDef {
             version: CATALOG_FORMAT_VERSION,
@@ -218,9 +229,10 @@ impl Engine {
         };
         let json = serde_json::to_vec_pretty(&catalog)
             .map_err(|e| WeirError::internal(format!("serializing the catalog: {e}")))?;
-        self.catalog_file
-            .write(bytes::Bytes::from(json))
+        let file = self.catalog_file.clone();
+        tokio::spawn(async move { file.write(bytes::Bytes::from(json)).await })
             .await
+            .map_err(|e| WeirError::internal(format!("saving the catalog: {e}")))?
             .map_err(io_error)
     }
 
@@ -238,7 +250,10 @@ impl Engine {
         }
         let oid = self.allocate_oid();
         self.register_database(oid, name.to_string())?;
-        self.save().await?;
+        if let Err(e) = self.save().await {
+            self.databases.remove(name);
+            return Err(e);
+        }
         Ok(true)
     }
 
@@ -266,6 +281,9 @@ impl Engine {
                 "cannot drop the currently open database",
             ));
         }
+        // New sessions are refused from now on; wait a little for the open
+        // ones to end (a client that just disconnected).
+        self.databases.remove(name);
         let counter = self.session_counter(db.oid);
         for _ in 0..50 {
             if counter.load(Ordering::Acquire) == 0 {
@@ -275,16 +293,26 @@ impl Engine {
         }
         let open = counter.load(Ordering::Acquire);
         if open > 0 {
+            self.databases.insert(db);
+            let detail = if open == 1 {
+                "There is 1 other session using the database.".to_string()
+            } else {
+                format!("There are {open} other sessions using the database.")
+            };
             return Err(WeirError::new(
                 sqlstate::OBJECT_IN_USE,
                 format!("database \"{name}\" is being accessed by other users"),
             )
-            .with_detail(format!(
-                "There are {open} other sessions using the database."
-            )));
+            .with_detail(detail));
         }
-        self.databases.remove(name);
-        self.save().await?;
+        if let Err(e) = self.save().await {
+            self.databases.insert(db);
+            return Err(e);
+        }
+        self.sessions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&db.oid);
         Ok(true)
     }
 

@@ -40,7 +40,6 @@ pub mod sqlstate {
     pub const DEPENDENT_OBJECTS_STILL_EXIST: SqlState = "2BP01";
     pub const SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION: SqlState = "42000";
     pub const SYNTAX_ERROR: SqlState = "42601";
-    pub const INVALID_COLUMN_DEFINITION: SqlState = "42611";
     pub const DATATYPE_MISMATCH: SqlState = "42804";
     pub const WRONG_OBJECT_TYPE: SqlState = "42809";
     pub const UNDEFINED_COLUMN: SqlState = "42703";
@@ -50,19 +49,16 @@ pub mod sqlstate {
     pub const DUPLICATE_COLUMN: SqlState = "42701";
     pub const DUPLICATE_DATABASE: SqlState = "42P04";
     pub const DUPLICATE_TABLE: SqlState = "42P07";
-    pub const DUPLICATE_OBJECT: SqlState = "42710";
     pub const AMBIGUOUS_COLUMN: SqlState = "42702";
     pub const INVALID_TABLE_DEFINITION: SqlState = "42P16";
+    pub const INVALID_OBJECT_DEFINITION: SqlState = "42P17";
     pub const GROUPING_ERROR: SqlState = "42803";
     pub const OBJECT_IN_USE: SqlState = "55006";
     pub const QUERY_CANCELED: SqlState = "57014";
-    pub const PROGRAM_LIMIT_EXCEEDED: SqlState = "54000";
     pub const OUT_OF_MEMORY: SqlState = "53200";
     pub const IO_ERROR: SqlState = "58030";
     pub const INTERNAL_ERROR: SqlState = "XX000";
     pub const DATA_CORRUPTED: SqlState = "XX001";
-    pub const INVALID_SQL_STATEMENT_NAME: SqlState = "26000";
-    pub const INVALID_CURSOR_NAME: SqlState = "34000";
     pub const PROTOCOL_VIOLATION: SqlState = "08P01";
 }
 

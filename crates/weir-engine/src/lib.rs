@@ -5,6 +5,7 @@
 //! - [`engine`]: the instance, its databases and their saved catalog;
 //! - [`database`]: one database as DataFusion sees it;
 //! - [`catalog`]: object definitions, as saved;
+//! - [`casts`]: casts between text and other types with Postgres' syntax;
 //! - [`relation`]: tables and views, as queries read them;
 //! - [`session`]: one connection's statements, transaction block and settings;
 //! - [`settings`]: `SET` / `SHOW` parameters;

@@ -56,6 +56,16 @@ impl CommandTag {
             rows: Some(rows),
         }
     }
+
+    /// The tag after `rows` result rows of a command: `SELECT 3`, or the bare
+    /// command for `SHOW`, as in Postgres.
+    pub fn rows(command: &str, rows: usize) -> Self {
+        if command == "SELECT" {
+            CommandTag::with_rows(command, rows as u64)
+        } else {
+            CommandTag::new(command)
+        }
+    }
 }
 
 /// `INSERT 0 3`, `UPDATE 2`, `CREATE TABLE`.

@@ -180,6 +180,11 @@ pub struct RowIds {
 }
 
 impl RowIds {
+    /// Whether these are the rows of `table`.
+    pub fn reads(&self, table: &Arc<Table>) -> bool {
+        Arc::ptr_eq(&self.table, table)
+    }
+
     pub fn new(table: Arc<Table>) -> Self {
         let mut fields: Vec<Field> = table
             .schema

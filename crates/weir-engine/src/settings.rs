@@ -6,8 +6,11 @@
 //! and in `ParameterStatus` messages. Settings marked *reported* are sent to
 //! the client whenever they change, as Postgres does.
 //!
-//! Only the values Weir honours are accepted: an output style Weir cannot
-//! produce (`DateStyle = 'German'`) is refused rather than silently ignored.
+//! An output style Weir cannot produce (`DateStyle = 'German'`) is refused
+//! rather than silently ignored. Some settings are accepted for clients'
+//! sake and have no effect yet: `lock_timeout`,
+//! `idle_in_transaction_session_timeout`, `client_min_messages`, and the
+//! transaction isolation and read-only settings.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -590,7 +593,10 @@ fn parse_duration_ms(v: &str) -> std::result::Result<i64, ()> {
         "d" => 86_400_000,
         _ => return Err(()),
     };
-    Ok(n * factor)
+    // Postgres keeps durations in an int of milliseconds.
+    n.checked_mul(factor)
+        .filter(|ms| (0..=i64::from(i32::MAX)).contains(ms))
+        .ok_or(())
 }
 
 #[cfg(test)]

@@ -21,11 +21,12 @@ use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::{ConnectionManager, PgWireServerHandlers};
+use pgwire::api::{ClientInfo, ConnectionManager, ErrorHandler, PgWireServerHandlers};
+use pgwire::error::PgWireError;
 use tokio::net::TcpListener;
 use weir_engine::Engine;
 
-use crate::connection::Startup;
+use crate::connection::{SessionCell, Startup};
 use crate::query::QueryHandler;
 
 /// The handlers pgwire calls for every connection.
@@ -33,6 +34,23 @@ struct Handlers {
     query: Arc<QueryHandler>,
     startup: Arc<Startup>,
     cancel: Arc<DefaultCancelHandler>,
+}
+
+/// Errors pgwire reports itself (in `Parse`, `Bind`, `Describe`, `Execute`)
+/// fail the session's transaction block, as any error does in Postgres.
+struct FailTransactionBlock;
+
+impl ErrorHandler for FailTransactionBlock {
+    fn on_error<C>(&self, client: &C, _error: &mut PgWireError)
+    where
+        C: ClientInfo,
+    {
+        if let Some(cell) = client.session_extensions().get::<SessionCell>()
+            && let Ok(mut session) = cell.0.try_lock()
+        {
+            session.statement_failed();
+        }
+    }
 }
 
 impl PgWireServerHandlers for Handlers {
@@ -50,6 +68,10 @@ impl PgWireServerHandlers for Handlers {
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
         self.cancel.clone()
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(FailTransactionBlock)
     }
 }
 

@@ -14,13 +14,10 @@ use bytes::Bytes;
 use datafusion::common::ScalarValue;
 use pgwire::api::Type;
 use pgwire::api::portal::{Format, Portal};
+use weir_engine::text_format::{PG_EPOCH_DAYS, PG_EPOCH_MICROS};
 use weir_engine::{Prepared, WeirError, sqlstate};
 
 use crate::encode::pg_type;
-
-/// Microseconds from 1970-01-01 to 2000-01-01, Postgres' epoch.
-const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
-const PG_EPOCH_DAYS: i32 = 10_957;
 
 /// The Postgres type reported for each parameter of a statement.
 pub fn parameter_types(prepared: &Prepared) -> Result<Vec<Type>, WeirError> {
@@ -186,7 +183,8 @@ fn decode_binary(bytes: &[u8], ty: &Type) -> Result<ScalarValue, WeirError> {
         )),
         1082 => {
             let days = i32::from_be_bytes(fixed(4)?.try_into().map_err(|_| bad())?);
-            ScalarValue::Date32(Some(days + PG_EPOCH_DAYS))
+            let unix = i64::from(days) + PG_EPOCH_DAYS;
+            ScalarValue::Date32(Some(i32::try_from(unix).map_err(|_| out_of_range())?))
         }
         1083 => ScalarValue::Time64Microsecond(Some(i64::from_be_bytes(
             fixed(8)?.try_into().map_err(|_| bad())?,
@@ -194,7 +192,10 @@ fn decode_binary(bytes: &[u8], ty: &Type) -> Result<ScalarValue, WeirError> {
         1114 | 1184 => {
             let micros = i64::from_be_bytes(fixed(8)?.try_into().map_err(|_| bad())?);
             let tz = (ty.oid() == 1184).then(|| weir_sql::types::UTC.into());
-            ScalarValue::TimestampMicrosecond(Some(micros + PG_EPOCH_MICROS), tz)
+            let unix = micros
+                .checked_add(PG_EPOCH_MICROS)
+                .ok_or_else(out_of_range)?;
+            ScalarValue::TimestampMicrosecond(Some(unix), tz)
         }
         1186 => {
             let b = fixed(16)?;
@@ -268,6 +269,14 @@ fn numeric_text(bytes: &[u8]) -> Option<String> {
         text.push_str(&frac);
     }
     Some(text)
+}
+
+/// `infinity` and other values Weir's dates and timestamps cannot hold.
+fn out_of_range() -> WeirError {
+    WeirError::new(
+        sqlstate::DATETIME_FIELD_OVERFLOW,
+        "date or timestamp out of range (infinity is not supported)",
+    )
 }
 
 fn protocol_violation(message: String) -> WeirError {

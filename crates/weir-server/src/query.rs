@@ -16,18 +16,21 @@ use async_trait::async_trait;
 use futures::{Sink, SinkExt};
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, QueryResponse, Response};
+use pgwire::api::results::{FieldInfo, Response};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{ClientInfo, ClientPortalStore, DEFAULT_NAME, PgWireConnectionState, Type};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::DataRow;
-use pgwire::messages::extendedquery::{Execute, PortalSuspended};
+use pgwire::messages::extendedquery::{
+    Close, CloseComplete, Execute, PortalSuspended, Sync as SyncMessage, TARGET_TYPE_BYTE_PORTAL,
+};
 use pgwire::messages::response::{CommandComplete, EmptyQueryResponse, ReadyForQuery};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
-use weir_engine::{Output, Prepared, Rows, Session, WeirError, sqlstate};
+use std::collections::HashMap;
+use weir_engine::{CommandTag, Output, Prepared, Session, WeirError, sqlstate};
 
 use crate::connection::{SessionCell, cancel_signal, session_of, transaction_status};
 use crate::errors::{error_info, notice_info, user_error};
@@ -123,14 +126,16 @@ where
             .await?;
         return Ok(());
     }
+    // One cancel signal for the whole query string: a cancel between two
+    // statements stops the next one.
+    let mut cancel = std::pin::pin!(cancel_signal(client).await);
     for statement in statements {
-        let cancel = cancel_signal(client).await;
         let timeout = session.settings().statement_timeout();
         let step = async {
             let output = session.run(statement).await?;
             send_session_messages(client, session).await?;
             match output {
-                Output::Command(tag) => send_command_complete(client, tag.to_string()).await?,
+                Output::Command(tag) => send_command_complete(client, tag).await?,
                 Output::Rows(rows) => {
                     let format = OutputFormat::from_settings(&session.settings());
                     let command = rows.command;
@@ -143,12 +148,12 @@ where
                     let columns = rows.schema.fields().len();
                     let mut stream = RowStream::new(rows.batches, vec![false; columns], format);
                     let (sent, _) = send_rows(client, &mut stream, 0).await?;
-                    send_command_complete(client, rows_tag(command, sent)).await?;
+                    send_command_complete(client, CommandTag::rows(command, sent)).await?;
                 }
             }
             Ok::<(), Stop>(())
         };
-        match interruptible(step, cancel, timeout).await {
+        match interruptible(step, cancel.as_mut(), timeout).await {
             Ok(()) => {}
             Err(Stop::Statement(e)) => {
                 session.statement_failed();
@@ -225,16 +230,7 @@ where
         .map_err(|e| Stop::Wire(e.into()))
 }
 
-/// `SELECT 3`, or the bare command for `SHOW`.
-fn rows_tag(command: &str, rows: usize) -> String {
-    if command == "SELECT" {
-        format!("SELECT {rows}")
-    } else {
-        command.to_string()
-    }
-}
-
-async fn send_command_complete<C>(client: &mut C, tag: String) -> PgWireResult<()>
+async fn send_command_complete<C>(client: &mut C, tag: CommandTag) -> PgWireResult<()>
 where
     C: Sink<PgWireBackendMessage> + Unpin + Send,
     C::Error: Debug,
@@ -242,7 +238,7 @@ where
 {
     client
         .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
-            tag,
+            tag.to_string(),
         )))
         .await?;
     Ok(())
@@ -333,6 +329,44 @@ impl ExtendedQueryHandler for QueryHandler {
         }
     }
 
+    async fn on_sync<C>(&self, client: &mut C, _message: SyncMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // Sync ends the unnamed portal, and the rows it still had.
+        suspended_portals(client).remove(DEFAULT_NAME);
+        client.portal_store().rm_portal(DEFAULT_NAME);
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                client.transaction_status(),
+            )))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_close<C>(&self, client: &mut C, message: Close) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        if message.target_type == TARGET_TYPE_BYTE_PORTAL {
+            suspended_portals(client).remove(name);
+            client.portal_store().rm_portal(name);
+        } else {
+            client.portal_store().rm_statement(name);
+        }
+        client
+            .send(PgWireBackendMessage::CloseComplete(CloseComplete::new()))
+            .await?;
+        Ok(())
+    }
+
     async fn do_query<C>(
         &self,
         _client: &mut C,
@@ -350,11 +384,53 @@ impl ExtendedQueryHandler for QueryHandler {
     }
 }
 
+/// Portals whose rows were stopped by an `Execute` row limit, by portal name.
+#[derive(Default)]
+struct SuspendedPortals(std::sync::Mutex<HashMap<String, Suspended>>);
+
+/// The rest of a portal's rows.
+struct Suspended {
+    /// The portal they belong to: a new `Bind` of the same name is another.
+    portal: Arc<Portal<Arc<Prepared>>>,
+    rows: RowStream,
+    command: &'static str,
+}
+
+/// The suspended portals of a connection.
+fn suspended_portals<C: ClientInfo>(client: &C) -> Arc<SuspendedPortals> {
+    client
+        .session_extensions()
+        .get_or_insert_with(SuspendedPortals::default)
+}
+
+impl SuspendedPortals {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Suspended>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remove(&self, name: &str) {
+        self.map().remove(name);
+    }
+
+    /// The suspended rows of this very portal.
+    fn take(&self, portal: &Arc<Portal<Arc<Prepared>>>) -> Option<Suspended> {
+        let mut map = self.map();
+        match map.remove(&portal.name) {
+            Some(s) if Arc::ptr_eq(&s.portal, portal) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn put(&self, suspended: Suspended) {
+        self.map().insert(suspended.portal.name.clone(), suspended);
+    }
+}
+
 /// Executes a portal, or continues one suspended by a row limit.
 async fn execute_portal<C>(
     client: &mut C,
     session: &mut Session,
-    portal: &Portal<Arc<Prepared>>,
+    portal: &Arc<Portal<Arc<Prepared>>>,
     limit: usize,
 ) -> Result<(), Stop>
 where
@@ -362,41 +438,56 @@ where
     C::Error: Debug,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
-    let mut state = portal.state.lock().await;
+    let suspended = suspended_portals(client);
     let cancel = cancel_signal(client).await;
     let timeout = session.settings().statement_timeout();
-    let outcome = match std::mem::take(&mut *state) {
-        PortalExecutionState::Suspended(response) => {
-            interruptible(continue_suspended(client, response, limit), cancel, timeout).await
-        }
-        PortalExecutionState::Finished => {
-            send_command_complete(client, "SELECT 0".into()).await?;
-            Ok(None)
-        }
-        PortalExecutionState::Initial => {
+    // A portal runs its statement once; later Executes continue its rows.
+    let first_run = {
+        let mut state = portal.state.lock().await;
+        let initial = matches!(*state, PortalExecutionState::Initial);
+        *state = PortalExecutionState::Finished;
+        initial
+    };
+    let outcome = if let Some(mut rest) = suspended.take(portal) {
+        let step = async {
+            let (sent, more) = send_rows(client, &mut rest.rows, limit).await?;
+            finish_portal_rows(client, rest.command, sent, more).await?;
+            Ok(more.then_some(rest))
+        };
+        interruptible(step, cancel, timeout).await
+    } else if !first_run {
+        send_command_complete(client, CommandTag::rows("SELECT", 0)).await?;
+        Ok(None)
+    } else {
+        let result_format = portal.result_column_format.clone();
+        let step = async {
             let values = params::decode(portal)?;
-            let prepared = portal.statement.statement.clone();
-            let result_format = portal.result_column_format.clone();
-            let step = async {
-                let output = session.execute(&prepared, values).await?;
-                send_session_messages(client, session).await?;
-                match output {
-                    Output::Command(tag) => {
-                        send_command_complete(client, tag.to_string()).await?;
-                        Ok(None)
-                    }
-                    Output::Rows(rows) => {
-                        let format = OutputFormat::from_settings(&session.settings());
-                        send_portal_rows(client, rows, &result_format, format, limit).await
-                    }
+            let output = session.execute(&portal.statement.statement, values).await?;
+            send_session_messages(client, session).await?;
+            match output {
+                Output::Command(tag) => {
+                    send_command_complete(client, tag).await?;
+                    Ok(None)
                 }
-            };
-            interruptible(step, cancel, timeout).await
-        }
+                Output::Rows(rows) => {
+                    let binary = binary_columns(&rows.schema, &result_format);
+                    let format = OutputFormat::from_settings(&session.settings());
+                    let mut stream = RowStream::new(rows.batches, binary, format);
+                    let (sent, more) = send_rows(client, &mut stream, limit).await?;
+                    finish_portal_rows(client, rows.command, sent, more).await?;
+                    Ok(more.then(|| Suspended {
+                        portal: portal.clone(),
+                        rows: stream,
+                        command: rows.command,
+                    }))
+                }
+            }
+        };
+        interruptible(step, cancel, timeout).await
     };
     match outcome {
-        Ok(Some(rest)) => *state = PortalExecutionState::Suspended(rest),
-        Ok(None) => *state = PortalExecutionState::Finished,
+        Ok(Some(rest)) => suspended.put(rest),
+        Ok(None) => {}
         Err(e) => {
             session.statement_failed();
             return Err(e);
@@ -405,69 +496,28 @@ where
     Ok(())
 }
 
-/// Sends the first rows of a portal; returns the rest if the limit stopped it.
-async fn send_portal_rows<C>(
+/// Ends an `Execute` that sent rows: `PortalSuspended` when the row limit
+/// stopped it, else the command tag.
+async fn finish_portal_rows<C>(
     client: &mut C,
-    rows: Rows,
-    result_format: &Format,
-    format: OutputFormat,
-    limit: usize,
-) -> Result<Option<QueryResponse>, Stop>
+    command: &str,
+    sent: usize,
+    more: bool,
+) -> Result<(), Stop>
 where
     C: Sink<PgWireBackendMessage> + Unpin + Send,
     C::Error: Debug,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
-    let binary = binary_columns(&rows.schema, result_format);
-    let fields = field_infos(&rows.schema, &binary);
-    let command = rows.command;
-    let mut stream = RowStream::new(rows.batches, binary, format);
-    let (sent, suspended) = send_rows(client, &mut stream, limit).await?;
-    if suspended {
+    if more {
         client
             .send(PgWireBackendMessage::PortalSuspended(PortalSuspended::new()))
             .await
             .map_err(|e| Stop::Wire(e.into()))?;
-        let mut response = QueryResponse::new(Arc::new(fields), stream.into_stream());
-        response.set_command_tag(command);
-        return Ok(Some(response));
+    } else {
+        send_command_complete(client, CommandTag::rows(command, sent)).await?;
     }
-    send_command_complete(client, rows_tag(command, sent)).await?;
-    Ok(None)
-}
-
-/// Sends the next rows of a suspended portal.
-async fn continue_suspended<C>(
-    client: &mut C,
-    mut response: QueryResponse,
-    limit: usize,
-) -> Result<Option<QueryResponse>, Stop>
-where
-    C: Sink<PgWireBackendMessage> + Unpin + Send,
-    C::Error: Debug,
-    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-{
-    use futures::StreamExt;
-    let mut sent = 0;
-    while limit == 0 || sent < limit {
-        match response.data_rows.next().await {
-            Some(Ok(row)) => {
-                feed_row(client, row).await?;
-                sent += 1;
-            }
-            Some(Err(e)) => return Err(Stop::Wire(e)),
-            None => {
-                let tag = rows_tag(&response.command_tag, sent);
-                send_command_complete(client, tag).await?;
-                return Ok(None);
-            }
-        }
-    }
-    client
-        .send(PgWireBackendMessage::PortalSuspended(PortalSuspended::new()))
-        .await
-        .map_err(|e| Stop::Wire(e.into()))?;
-    Ok(Some(response))
+    Ok(())
 }
 
 /// Plans statements at `Parse`, so that `Describe` can report parameter and

@@ -4,10 +4,12 @@
 //! Weir's own statements with sqlparser's `Parser` primitives, and hand every
 //! other statement to sqlparser. No SQL text is rewritten.
 //!
-//! Queries that clients send against `pg_catalog` (psql's `\d`, driver type
-//! lookups) go through `datafusion-pg-catalog`'s compatibility rewrites, which
-//! turn Postgres-only constructs (`OPERATOR(pg_catalog.~)`, `'t'::regclass`,
-//! ...) into forms DataFusion can plan. User queries are left as written.
+//! Queries that clients send against the system catalogs (psql's `\d`,
+//! driver type lookups) go through `datafusion-pg-catalog`'s compatibility
+//! rewrites, which turn Postgres-only constructs (`OPERATOR(pg_catalog.~)`,
+//! `'t'::regclass`, ...) into forms DataFusion can plan. A query is taken for
+//! one when a word of it starts with `pg_` or is `information_schema`; other
+//! queries are left as written.
 
 use std::sync::LazyLock;
 
@@ -87,7 +89,7 @@ fn is_system_catalog_word(token: &Token) -> bool {
     match token {
         Token::Word(w) => {
             let v = w.value.to_ascii_lowercase();
-            v.starts_with("pg_") || v == "information_schema" || v.starts_with("reg")
+            v.starts_with("pg_") || v == "information_schema"
         }
         _ => false,
     }

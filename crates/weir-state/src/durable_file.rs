@@ -1,8 +1,9 @@
 //! A small document kept in object storage and replaced atomically.
 //!
 //! Used for the catalog. On a local directory `object_store` writes to a
-//! temporary file and renames it into place, so a crash leaves either the old
-//! or the new document, never a torn one.
+//! temporary file and renames it into place, so a crash of the process leaves
+//! either the old or the new document, never a torn one. (The file is not
+//! fsynced: a power loss right after a write may lose that write.)
 
 use std::path::Path as FsPath;
 use std::sync::Arc;

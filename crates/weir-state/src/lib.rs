@@ -8,4 +8,4 @@ pub mod durable_file;
 pub mod table;
 
 pub use durable_file::DurableFile;
-pub use table::{TableData, WriteError};
+pub use table::{TableData, TableWriter, WriteError};

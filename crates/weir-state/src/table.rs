@@ -6,9 +6,9 @@
 //! a primary key, an index of the encoded keys (Arrow's row format) enforces
 //! uniqueness on every write.
 //!
-//! Writers must be serialized by the caller (one statement at a time per
-//! table): [`TableData::write_lock`] hands out that lock, so that a
-//! read-modify-write such as `UPDATE` sees no concurrent change.
+//! Writes go through a [`TableWriter`], which holds the table's write lock:
+//! one statement at a time writes a table, so that a read-modify-write such as
+//! `UPDATE` sees no concurrent change, and a write cannot happen without it.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -58,15 +58,18 @@ pub struct TableData {
     /// Columns that refuse NULL (the key columns among them).
     not_null: Vec<usize>,
     state: RwLock<Snapshot>,
-    writer: tokio::sync::Mutex<()>,
+    /// The write lock, guarding the primary-key index (only writers use it).
+    writer: tokio::sync::Mutex<HashSet<OwnedRow>>,
 }
 
 #[derive(Clone, Default)]
 struct Snapshot {
     batches: Arc<[RecordBatch]>,
     rows: usize,
-    keys: Arc<HashSet<OwnedRow>>,
 }
+
+/// Past this many batches, an insert compacts the table's batches.
+const MAX_BATCHES: usize = 64;
 
 impl fmt::Debug for TableData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -90,7 +93,7 @@ impl TableData {
             primary_key,
             not_null,
             state: RwLock::new(Snapshot::default()),
-            writer: tokio::sync::Mutex::new(()),
+            writer: tokio::sync::Mutex::new(HashSet::new()),
         }
     }
 
@@ -98,14 +101,13 @@ impl TableData {
         &self.schema
     }
 
-    /// Column indices of the primary key; empty when the table has none.
-    pub fn primary_key(&self) -> &[usize] {
-        &self.primary_key
-    }
-
-    /// The lock that serializes writers to this table.
-    pub async fn write_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.writer.lock().await
+    /// Waits for the other writers of the table to finish, and returns the
+    /// right to write it.
+    pub async fn writer(&self) -> TableWriter<'_> {
+        TableWriter {
+            table: self,
+            keys: self.writer.lock().await,
+        }
     }
 
     /// The current content.
@@ -117,44 +119,37 @@ impl TableData {
         self.read().rows
     }
 
-    /// Appends rows, refusing all of them if one breaks a constraint.
-    /// Returns the number of rows added.
-    pub fn insert(&self, batches: &[RecordBatch]) -> Result<usize, WriteError> {
-        let batches = self.conform(batches)?;
-        let current = self.read().clone();
-        let keys = if self.primary_key.is_empty() {
-            current.keys.clone()
-        } else {
-            let mut keys = (*current.keys).clone();
-            self.add_keys(&mut keys, &batches)?;
-            Arc::new(keys)
-        };
-        let added: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let mut all = current.batches.to_vec();
-        all.extend(batches);
-        self.publish(Snapshot {
-            batches: all.into(),
-            rows: current.rows + added,
-            keys,
-        });
-        Ok(added)
-    }
-
-    /// Replaces the whole content (what `UPDATE` and `DELETE` compute), checking
-    /// the constraints over the new content.
-    pub fn replace(&self, batches: &[RecordBatch]) -> Result<(), WriteError> {
-        let batches = self.conform(batches)?;
+    /// The encoded keys of `batches`, failing on the first one already in
+    /// `existing` or repeated among them.
+    fn new_keys(
+        &self,
+        existing: &HashSet<OwnedRow>,
+        batches: &[RecordBatch],
+    ) -> Result<HashSet<OwnedRow>, WriteError> {
+        let fields = self
+            .primary_key
+            .iter()
+            .map(|&i| SortField::new(self.schema.field(i).data_type().clone()))
+            .collect();
+        let converter = RowConverter::new(fields)?;
         let mut keys = HashSet::new();
-        if !self.primary_key.is_empty() {
-            self.add_keys(&mut keys, &batches)?;
+        for batch in batches {
+            let columns: Vec<ArrayRef> = self
+                .primary_key
+                .iter()
+                .map(|&i| batch.column(i).clone())
+                .collect();
+            let rows = converter.convert_columns(&columns)?;
+            for (row_index, row) in rows.iter().enumerate() {
+                let key = row.owned();
+                if existing.contains(&key) || !keys.insert(key) {
+                    return Err(WriteError::DuplicateKey {
+                        key: display_row(&columns, row_index),
+                    });
+                }
+            }
         }
-        let rows = batches.iter().map(RecordBatch::num_rows).sum();
-        self.publish(Snapshot {
-            batches: compact(&self.schema, batches)?.into(),
-            rows,
-            keys: Arc::new(keys),
-        });
-        Ok(())
+        Ok(keys)
     }
 
     fn read(&self) -> Snapshot {
@@ -202,34 +197,61 @@ impl TableData {
         }
         Ok(out)
     }
+}
 
-    /// Adds the keys of `batches` to `keys`, failing on the first duplicate.
-    fn add_keys(
-        &self,
-        keys: &mut HashSet<OwnedRow>,
-        batches: &[RecordBatch],
-    ) -> Result<(), WriteError> {
-        let fields = self
-            .primary_key
-            .iter()
-            .map(|&i| SortField::new(self.schema.field(i).data_type().clone()))
-            .collect();
-        let converter = RowConverter::new(fields)?;
-        for batch in batches {
-            let columns: Vec<ArrayRef> = self
-                .primary_key
-                .iter()
-                .map(|&i| batch.column(i).clone())
-                .collect();
-            let rows = converter.convert_columns(&columns)?;
-            for (row_index, row) in rows.iter().enumerate() {
-                if !keys.insert(row.owned()) {
-                    return Err(WriteError::DuplicateKey {
-                        key: display_row(&columns, row_index),
-                    });
-                }
-            }
+/// The right to write a table: its write lock. Every write checks the
+/// table's constraints and is applied whole or not at all.
+pub struct TableWriter<'a> {
+    table: &'a TableData,
+    /// Encoded primary keys of the current rows.
+    keys: tokio::sync::MutexGuard<'a, HashSet<OwnedRow>>,
+}
+
+impl TableWriter<'_> {
+    /// The content as of this writer (no other writer can change it).
+    pub fn snapshot(&self) -> Arc<[RecordBatch]> {
+        self.table.snapshot()
+    }
+
+    /// Appends rows, refusing all of them if one breaks a constraint.
+    /// Returns the number of rows added.
+    pub fn insert(&mut self, batches: &[RecordBatch]) -> Result<usize, WriteError> {
+        let table = self.table;
+        let batches = table.conform(batches)?;
+        if !table.primary_key.is_empty() {
+            let new_keys = table.new_keys(&self.keys, &batches)?;
+            self.keys.extend(new_keys);
         }
+        let current = table.read();
+        let added: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let mut all = current.batches.to_vec();
+        all.extend(batches);
+        if all.len() > MAX_BATCHES {
+            all = compact(&table.schema, all)?;
+        }
+        table.publish(Snapshot {
+            batches: all.into(),
+            rows: current.rows + added,
+        });
+        Ok(added)
+    }
+
+    /// Replaces the whole content (what `UPDATE` and `DELETE` compute), checking
+    /// the constraints over the new content.
+    pub fn replace(&mut self, batches: &[RecordBatch]) -> Result<(), WriteError> {
+        let table = self.table;
+        let batches = table.conform(batches)?;
+        let keys = if table.primary_key.is_empty() {
+            HashSet::new()
+        } else {
+            table.new_keys(&HashSet::new(), &batches)?
+        };
+        let rows = batches.iter().map(RecordBatch::num_rows).sum();
+        table.publish(Snapshot {
+            batches: compact(&table.schema, batches)?.into(),
+            rows,
+        });
+        *self.keys = keys;
         Ok(())
     }
 }
@@ -296,40 +318,64 @@ mod tests {
         .expect("batch")
     }
 
-    #[test]
-    fn insert_appends_and_counts() {
+    #[tokio::test]
+    async fn insert_appends_and_counts() {
         let table = TableData::new(schema(), vec![0], vec![]);
+        let mut writer = table.writer().await;
         assert_eq!(
-            table.insert(&[batch(&[Some(1), Some(2)], &[Some("a"), None])]),
+            writer.insert(&[batch(&[Some(1), Some(2)], &[Some("a"), None])]),
             Ok(2)
         );
-        assert_eq!(table.insert(&[batch(&[Some(3)], &[Some("c")])]), Ok(1));
+        assert_eq!(writer.insert(&[batch(&[Some(3)], &[Some("c")])]), Ok(1));
         assert_eq!(table.row_count(), 3);
         assert_eq!(table.snapshot().len(), 2);
     }
 
-    #[test]
-    fn duplicate_keys_are_refused_whole() {
+    #[tokio::test]
+    async fn many_small_inserts_are_compacted() {
         let table = TableData::new(schema(), vec![0], vec![]);
-        table
+        let mut writer = table.writer().await;
+        for i in 0..1000 {
+            writer
+                .insert(&[batch(&[Some(i)], &[None])])
+                .expect("insert");
+        }
+        assert_eq!(table.row_count(), 1000);
+        assert!(
+            table.snapshot().len() <= MAX_BATCHES,
+            "{} batches",
+            table.snapshot().len()
+        );
+        assert!(writer.insert(&[batch(&[Some(999)], &[None])]).is_err());
+    }
+
+    #[tokio::test]
+    async fn duplicate_keys_are_refused_whole() {
+        let table = TableData::new(schema(), vec![0], vec![]);
+        let mut writer = table.writer().await;
+        writer
             .insert(&[batch(&[Some(1)], &[Some("a")])])
             .expect("first");
-        let err = table
+        let err = writer
             .insert(&[batch(&[Some(2), Some(1)], &[Some("b"), Some("c")])])
             .expect_err("duplicate");
         assert_eq!(err, WriteError::DuplicateKey { key: "1".into() });
         assert_eq!(table.row_count(), 1, "nothing of the failed insert applied");
+        // Key 2 of the failed insert was not taken.
+        assert_eq!(writer.insert(&[batch(&[Some(2)], &[None])]), Ok(1));
         // Duplicates within one statement are refused too.
-        let err = table
+        let err = writer
             .insert(&[batch(&[Some(5), Some(5)], &[None, None])])
             .expect_err("duplicate within the batch");
         assert_eq!(err, WriteError::DuplicateKey { key: "5".into() });
     }
 
-    #[test]
-    fn null_keys_are_refused() {
+    #[tokio::test]
+    async fn null_keys_are_refused() {
         let table = TableData::new(schema(), vec![0], vec![]);
         let err = table
+            .writer()
+            .await
             .insert(&[batch(&[None], &[Some("a")])])
             .expect_err("null key");
         assert_eq!(
@@ -340,30 +386,31 @@ mod tests {
         );
     }
 
-    #[test]
-    fn replace_rebuilds_the_key_index() {
+    #[tokio::test]
+    async fn replace_rebuilds_the_key_index() {
         let table = TableData::new(schema(), vec![0], vec![]);
-        table
+        let mut writer = table.writer().await;
+        writer
             .insert(&[batch(&[Some(1), Some(2)], &[Some("a"), Some("b")])])
             .expect("insert");
-        table
+        writer
             .replace(&[batch(&[Some(2)], &[Some("b")])])
             .expect("replace");
         // Key 1 is free again, key 2 is still taken.
-        assert_eq!(table.insert(&[batch(&[Some(1)], &[None])]), Ok(1));
-        assert!(table.insert(&[batch(&[Some(2)], &[None])]).is_err());
+        assert_eq!(writer.insert(&[batch(&[Some(1)], &[None])]), Ok(1));
+        assert!(writer.insert(&[batch(&[Some(2)], &[None])]).is_err());
         assert!(
-            table
+            writer
                 .replace(&[batch(&[Some(7), Some(7)], &[None, None])])
                 .is_err()
         );
         assert_eq!(table.row_count(), 2);
     }
 
-    #[test]
-    fn tables_without_key_accept_duplicates() {
+    #[tokio::test]
+    async fn tables_without_key_accept_duplicates() {
         let table = TableData::new(schema(), vec![], vec![]);
         let b = batch(&[Some(1), Some(1)], &[None, None]);
-        assert_eq!(table.insert(&[b.clone(), b]), Ok(4));
+        assert_eq!(table.writer().await.insert(&[b.clone(), b]), Ok(4));
     }
 }

@@ -303,3 +303,37 @@ async fn databases_are_isolated_catalogs() {
         .await
         .expect("drop");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn huge_parameter_numbers_are_refused() {
+    let server = TestServer::start().await;
+    let client = server.connect("weir").await;
+    let err = client
+        .prepare("SELECT $2000000000::int")
+        .await
+        .expect_err("too many parameters");
+    assert_eq!(err.code().map(|c| c.code()), Some("08P01"), "{err}");
+    // The server is still there.
+    let row = client.query_one("SELECT 1::int", &[]).await.expect("after");
+    assert_eq!(row.get::<_, i32>(0), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_in_parse_fail_the_transaction_block() {
+    let server = TestServer::start().await;
+    let mut client = server.connect("weir").await;
+    let transaction = client.transaction().await.expect("begin");
+    let err = transaction
+        .prepare("SELECT nope")
+        .await
+        .expect_err("unknown column");
+    assert_eq!(err.code().map(|c| c.code()), Some("42703"));
+    let err = transaction
+        .query("SELECT 1::int", &[])
+        .await
+        .expect_err("the block failed");
+    assert_eq!(err.code().map(|c| c.code()), Some("25P02"), "{err}");
+    transaction.rollback().await.expect("rollback");
+    let row = client.query_one("SELECT 1::int", &[]).await.expect("after");
+    assert_eq!(row.get::<_, i32>(0), 1);
+}

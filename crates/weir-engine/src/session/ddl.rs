@@ -16,6 +16,7 @@ use weir_sql::SqlType;
 
 use super::Session;
 use super::column_names::{Aliasing, alias_output_columns};
+use super::dml::{conform_to_table, write_error};
 use super::names::ident_name;
 use crate::catalog::{ColumnDef, TableDef, ViewDef};
 use crate::error::{Result, WeirError, sqlstate};
@@ -154,46 +155,33 @@ impl Session {
             primary_key_oid,
         };
         let table = self.build_table(def)?;
-        self.db.add(Relation::Table(table.clone()));
+        // CREATE TABLE AS fills the table before it becomes visible, so that a
+        // failing query leaves no table behind.
+        let tag = match query_plan {
+            Some(plan) => {
+                let rows = self.fill(&table, plan).await?;
+                CommandTag::with_rows("SELECT", rows)
+            }
+            None => CommandTag::new("CREATE TABLE"),
+        };
+        self.db.add(Relation::Table(table));
         if let Err(e) = self.engine.save().await {
             self.db.remove(&name);
             return Err(e);
         }
-
-        if let Some(plan) = query_plan {
-            let rows = self.insert_plan_rows(&table, plan).await?;
-            return Ok(Output::Command(CommandTag::with_rows("SELECT", rows)));
-        }
-        Ok(Output::Command(CommandTag::new("CREATE TABLE")))
+        Ok(Output::Command(tag))
     }
 
     /// Fills a new table with a query's rows (CREATE TABLE AS).
-    async fn insert_plan_rows(&self, table: &Arc<Table>, plan: LogicalPlan) -> Result<u64> {
+    async fn fill(&self, table: &Arc<Table>, plan: LogicalPlan) -> Result<u64> {
         let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
-        let batches = batches
-            .into_iter()
-            .map(|b| {
-                datafusion::arrow::array::RecordBatch::try_new(
-                    Arc::new(datafusion::arrow::datatypes::Schema::new(
-                        table
-                            .schema_ref()
-                            .fields()
-                            .iter()
-                            .map(|f| f.as_ref().clone().with_nullable(true))
-                            .collect::<Vec<_>>(),
-                    )),
-                    b.columns()
-                        .iter()
-                        .zip(table.schema_ref().fields())
-                        .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
-                        .collect::<std::result::Result<Vec<_>, _>>()?,
-                )
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let batches = conform_to_table(&table.def, table.schema_ref(), batches)?;
         let rows = table
             .data
+            .writer()
+            .await
             .insert(&batches)
-            .map_err(|e| WeirError::internal(e.to_string()))?;
+            .map_err(|e| write_error(&table.def, e))?;
         Ok(rows as u64)
     }
 
@@ -202,7 +190,7 @@ impl Session {
         let schema = datafusion::arrow::datatypes::Schema::new(
             def.columns
                 .iter()
-                .map(|c| datafusion::arrow::datatypes::Field::new(&c.name, c.ty.arrow_type(), true))
+                .map(|c| c.ty.field(&c.name, true))
                 .collect::<Vec<_>>(),
         );
         let df_schema = DFSchema::try_from(schema)?;
@@ -260,23 +248,52 @@ impl Session {
             column_names: create.columns.iter().map(|c| ident_name(&c.name)).collect(),
         };
         let view = self.build_view(def).await?;
-        if view.depends_on.contains(&name) {
+        if view.depends_on.contains(&name) || self.db.reads_transitively(&view.depends_on, &name) {
             return Err(WeirError::new(
-                sqlstate::INVALID_TABLE_DEFINITION,
-                format!("view \"{name}\" cannot read itself"),
+                sqlstate::INVALID_OBJECT_DEFINITION,
+                format!("infinite recursion detected in rules for relation \"{name}\""),
             ));
         }
+        // What to put back if the change cannot be completed.
+        let mut previous: Vec<Relation> = existing.iter().cloned().collect();
         self.db.add(Relation::View(view));
-        if let Err(e) = self.engine.save().await {
-            match existing {
-                Some(previous) => self.db.add(previous),
-                None => {
-                    self.db.remove(&name);
-                }
+        let mut result = self.rebuild_dependents(&name, &mut previous).await;
+        if result.is_ok() {
+            result = self.engine.save().await;
+        }
+        if let Err(e) = result {
+            if existing.is_none() {
+                self.db.remove(&name);
+            }
+            for relation in previous {
+                self.db.add(relation);
             }
             return Err(e);
         }
         Ok(Output::Command(CommandTag::new("CREATE VIEW")))
+    }
+
+    /// Plans again the views that read `name` (directly or not), which were
+    /// planned with its previous definition. The replaced views are pushed to
+    /// `previous`.
+    async fn rebuild_dependents(&self, name: &str, previous: &mut Vec<Relation>) -> Result<()> {
+        for dependent in self.db.dependents_in_order(name) {
+            let Some(Relation::View(old)) = self.db.relation(&dependent) else {
+                continue;
+            };
+            let rebuilt = self.build_view(old.def.clone()).await.map_err(|e| {
+                WeirError::new(
+                    e.code,
+                    format!(
+                        "cannot change view \"{name}\": view \"{dependent}\" reads it ({})",
+                        e.message
+                    ),
+                )
+            })?;
+            previous.push(Relation::View(old));
+            self.db.add(Relation::View(rebuilt));
+        }
+        Ok(())
     }
 
     /// Plans a view's query and names its columns.
@@ -350,6 +367,7 @@ impl Session {
             ObjectType::Table => ("table", "DROP TABLE"),
             ObjectType::View => ("view", "DROP VIEW"),
             ObjectType::Database => {
+                self.refuse_in_block("DROP DATABASE")?;
                 for name in names {
                     let name = self.simple_name(name)?;
                     let dropped = self
@@ -416,6 +434,18 @@ impl Session {
             }
             i += 1;
         }
+        // Wait for statements writing the tables to finish.
+        let tables: Vec<Arc<Table>> = dropping
+            .iter()
+            .filter_map(|name| match self.db.relation(name) {
+                Some(Relation::Table(t)) => Some(t),
+                _ => None,
+            })
+            .collect();
+        let mut writers = Vec::with_capacity(tables.len());
+        for table in &tables {
+            writers.push(table.data.writer().await);
+        }
         let mut removed = Vec::new();
         for name in dropping.iter().rev() {
             if let Some(relation) = self.db.remove(name) {
@@ -436,11 +466,26 @@ impl Session {
         name: &ast::ObjectName,
         if_not_exists: bool,
     ) -> Result<Output> {
+        self.refuse_in_block("CREATE DATABASE")?;
         let name = self.simple_name(name)?;
         if !self.engine.create_database(&name, if_not_exists).await? {
             self.notice(format!("database \"{name}\" already exists, skipping"));
         }
         Ok(Output::Command(CommandTag::new("CREATE DATABASE")))
+    }
+}
+
+impl Session {
+    /// Statements that Postgres refuses inside a transaction block.
+    fn refuse_in_block(&self, statement: &str) -> Result<()> {
+        if self.transaction_state() == super::TransactionState::Idle {
+            Ok(())
+        } else {
+            Err(WeirError::new(
+                sqlstate::ACTIVE_SQL_TRANSACTION,
+                format!("{statement} cannot run inside a transaction block"),
+            ))
+        }
     }
 }
 

@@ -31,7 +31,7 @@ use super::query::bind;
 use crate::catalog::{ColumnDef, TableDef};
 use crate::error::{Result, WeirError, sqlstate};
 use crate::output::{CommandTag, Output};
-use crate::relation::{ROW_ID, ROW_IDS_PREFIX, Relation, Table};
+use crate::relation::{ROW_ID, ROW_IDS_PREFIX, Relation, RowIds, Table};
 
 /// What an `UPDATE` or `DELETE` does to the rows it touches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,12 +99,12 @@ impl Session {
         source: &LogicalPlan,
         params: &[ScalarValue],
     ) -> Result<Output> {
-        let _writer = table.data.write_lock().await;
+        let mut writer = table.data.writer().await;
+        self.ensure_current(table)?;
         let plan = bind(source, params)?;
         let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
         let batches = conform_to_table(&table.def, table.schema_ref(), batches)?;
-        let added = table
-            .data
+        let added = writer
             .insert(&batches)
             .map_err(|e| write_error(&table.def, e))?;
         Ok(Output::Command(CommandTag::with_rows(
@@ -215,7 +215,8 @@ impl Session {
         kind: ModifyKind,
         params: &[ScalarValue],
     ) -> Result<Output> {
-        let _writer = table.data.write_lock().await;
+        let mut writer = table.data.writer().await;
+        self.ensure_current(table)?;
         let plan = bind(plan, params)?;
         let assigned: Vec<usize> = plan
             .schema()
@@ -225,7 +226,7 @@ impl Session {
             .collect();
         let result = self.ctx.execute_logical_plan(plan).await?.collect().await?;
         let schema = table.schema_ref().clone();
-        let snapshot = table.data.snapshot();
+        let snapshot = writer.snapshot();
         let current = concat_batches(&schema, snapshot.iter())?;
         let rows = current.num_rows();
 
@@ -282,8 +283,7 @@ impl Session {
                 updated
             }
         };
-        table
-            .data
+        writer
             .replace(&[content])
             .map_err(|e| write_error(&table.def, e))?;
         Ok(Output::Command(CommandTag::with_rows(
@@ -299,13 +299,23 @@ impl Session {
             tables.push(self.target_table(&target.name, "truncate")?);
         }
         for table in tables {
-            let _writer = table.data.write_lock().await;
-            table
-                .data
+            let mut writer = table.data.writer().await;
+            self.ensure_current(&table)?;
+            writer
                 .replace(&[])
                 .map_err(|e| write_error(&table.def, e))?;
         }
         Ok(Output::Command(CommandTag::new("TRUNCATE TABLE")))
+    }
+
+    /// Checks, with the table's writer held, that the table the statement was
+    /// planned for is still the one of that name (not dropped or replaced
+    /// while the statement was planned or waited for the lock).
+    fn ensure_current(&self, table: &Arc<Table>) -> Result<()> {
+        match self.db.relation(&table.def.name) {
+            Some(Relation::Table(current)) if Arc::ptr_eq(&current, table) => Ok(()),
+            _ => Err(WeirError::undefined_table(&table.def.name)),
+        }
     }
 
     fn single_table(&self, target: &TableWithJoins, verb: &str) -> Result<Arc<Table>> {
@@ -365,7 +375,38 @@ impl Session {
             select.from = vec![with_ids];
             select.selection = selection;
         }
-        self.plan_query(&statement).await
+        let plan = self.plan_query(&statement).await?;
+        ensure_reads_rows_of(&plan, &table_name, &self.db)?;
+        Ok(plan)
+    }
+}
+
+/// Checks that the row ids a plan reads are those of the current table of
+/// that name (a concurrent DROP and CREATE could swap it during planning).
+fn ensure_reads_rows_of(
+    plan: &LogicalPlan,
+    table: &str,
+    db: &crate::database::Database,
+) -> Result<()> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::datasource::source_as_provider;
+    let Some(Relation::Table(current)) = db.relation(table) else {
+        return Err(WeirError::undefined_table(table));
+    };
+    let mut same = false;
+    plan.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && let Ok(provider) = source_as_provider(&scan.source)
+            && let Some(rows) = provider.as_ref().downcast_ref::<RowIds>()
+        {
+            same = rows.reads(&current);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    if same {
+        Ok(())
+    } else {
+        Err(WeirError::undefined_table(table))
     }
 }
 
@@ -422,7 +463,7 @@ fn cast_strict(array: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
 }
 
 /// Casts the computed rows to the table's column types and checks lengths.
-fn conform_to_table(
+pub(crate) fn conform_to_table(
     def: &TableDef,
     schema: &datafusion::arrow::datatypes::SchemaRef,
     batches: Vec<RecordBatch>,
@@ -536,7 +577,7 @@ fn check_assignment(column: &ColumnDef, from: &DataType, untyped_literal: bool) 
 }
 
 /// A refused write, as Postgres words it.
-fn write_error(def: &TableDef, e: WriteError) -> WeirError {
+pub(crate) fn write_error(def: &TableDef, e: WriteError) -> WeirError {
     match e {
         WriteError::DuplicateKey { key } => WeirError::new(
             sqlstate::UNIQUE_VIOLATION,

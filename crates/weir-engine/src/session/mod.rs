@@ -38,7 +38,7 @@ use crate::pg_catalog::functions::{self, SharedSettings, arrow_time_zone};
 use crate::relation::Table;
 use crate::settings::Settings;
 
-pub use dml::ModifyKind;
+pub(crate) use dml::ModifyKind;
 
 /// Where a session stands with respect to a transaction block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +51,10 @@ pub enum TransactionState {
     /// are accepted.
     Failed,
 }
+
+/// The most parameters a statement can have (the protocol counts them in 16
+/// bits).
+const MAX_PARAMETERS: usize = 65_535;
 
 /// A planned statement, ready to run with parameter values.
 #[derive(Debug, Clone)]
@@ -109,6 +113,12 @@ impl Prepared {
             .collect();
         numbered.sort_by_key(|(n, _)| *n);
         let count = numbered.last().map_or(0, |(n, _)| *n);
+        if count > MAX_PARAMETERS {
+            return Err(WeirError::new(
+                sqlstate::PROTOCOL_VIOLATION,
+                format!("a statement can have at most {MAX_PARAMETERS} parameters, not ${count}"),
+            ));
+        }
         let mut out = vec![None; count];
         for (n, ty) in numbered {
             if n >= 1 {
@@ -141,6 +151,8 @@ pub struct Session {
     writes_in_block: usize,
     notices: Vec<Notice>,
     reported: Vec<(&'static str, String)>,
+    /// Settings changed with `SET LOCAL`, with their values before the block.
+    local_settings: Vec<(String, String)>,
     sessions_of_db: Arc<AtomicUsize>,
 }
 
@@ -201,6 +213,7 @@ impl Session {
             writes_in_block: 0,
             notices: Vec::new(),
             reported: Vec::new(),
+            local_settings: Vec::new(),
             sessions_of_db,
         })
     }
@@ -237,29 +250,19 @@ impl Session {
         Ok(weir_sql::parse_sql(sql)?)
     }
 
-    /// Parses and runs every statement of a query string, stopping at the first
-    /// error (for tests and embedded use; the wire layer streams each result).
-    pub async fn run_sql(&mut self, sql: &str) -> Result<Vec<Output>> {
-        let mut outputs = Vec::new();
-        for statement in self.parse(sql)? {
-            outputs.push(self.run(statement).await?);
-        }
-        Ok(outputs)
-    }
-
     /// Plans and runs one statement without parameters.
     pub async fn run(&mut self, statement: Statement) -> Result<Output> {
-        let result = match self.check_transaction(&statement) {
-            Ok(()) => match self.plan(statement).await {
-                Ok(prepared) => self.execute_unchecked(&prepared, Vec::new()).await,
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
+        let result = self.run_checked(statement).await;
         if result.is_err() {
             self.statement_failed();
         }
         result
+    }
+
+    async fn run_checked(&mut self, statement: Statement) -> Result<Output> {
+        self.check_transaction(&statement)?;
+        let prepared = self.plan(statement).await?;
+        self.execute_unchecked(&prepared, Vec::new()).await
     }
 
     /// Plans a statement, to run later with [`Session::execute`].
@@ -273,28 +276,46 @@ impl Session {
         prepared: &Prepared,
         params: Vec<ScalarValue>,
     ) -> Result<Output> {
-        let result = match self.check_transaction(&prepared.statement) {
-            Ok(()) => {
-                if prepared.db_version == self.db.version() {
-                    self.execute_unchecked(prepared, params).await
-                } else {
-                    // The catalog changed since the statement was planned.
-                    match self.plan(prepared.statement.clone()).await {
-                        Ok(fresh) => self.execute_unchecked(&fresh, params).await,
-                        Err(e) => Err(e),
-                    }
-                }
-            }
-            Err(e) => Err(e),
-        };
+        let result = self.execute_checked(prepared, params).await;
         if result.is_err() {
             self.statement_failed();
         }
         result
     }
 
-    /// Tells the session that a statement failed after it started returning
-    /// rows (the error came from the row stream).
+    async fn execute_checked(
+        &mut self,
+        prepared: &Prepared,
+        params: Vec<ScalarValue>,
+    ) -> Result<Output> {
+        self.check_transaction(&prepared.statement)?;
+        if prepared.db_version == self.db.version() {
+            return self.execute_unchecked(prepared, params).await;
+        }
+        // The catalog changed since the statement was planned: plan it again.
+        // Its rows must keep the shape the client was told at Describe.
+        let fresh = self.plan(prepared.statement.clone()).await?;
+        let shape = |p: &Prepared| {
+            p.output_schema().map(|s| {
+                s.fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), f.data_type().clone()))
+                    .collect::<Vec<_>>()
+            })
+        };
+        if shape(&fresh) != shape(prepared) {
+            return Err(WeirError::new(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "cached plan must not change result type",
+            )
+            .with_hint("Prepare the statement again."));
+        }
+        self.execute_unchecked(&fresh, params).await
+    }
+
+    /// Marks the current transaction block failed after a statement failed
+    /// (the session does so itself for errors of `run` and `execute`; the
+    /// wire layer for errors it finds, in a row stream or a protocol message).
     pub fn statement_failed(&mut self) {
         if self.tx == TransactionState::InBlock {
             self.tx = TransactionState::Failed;
@@ -352,11 +373,13 @@ impl Session {
             },
             Statement::ShowObjects(_) => Plan::Utility(Some(name_column_schema("Name"))),
         };
-        Ok(Prepared {
+        let prepared = Prepared {
             statement,
             plan,
             db_version,
-        })
+        };
+        prepared.param_types()?;
+        Ok(prepared)
     }
 
     async fn execute_unchecked(

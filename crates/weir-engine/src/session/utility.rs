@@ -151,12 +151,23 @@ impl Session {
     fn end_block(&mut self) {
         self.tx = TransactionState::Idle;
         self.writes_in_block = 0;
+        // SET LOCAL lasts until the end of the block.
+        let mut changed = Vec::new();
+        for (name, value) in std::mem::take(&mut self.local_settings).into_iter().rev() {
+            if let Ok(Some(reported)) = self.write_settings().set(&name, &value) {
+                changed.push(reported);
+            }
+        }
+        self.settings_changed(changed);
     }
 
     fn set(&mut self, set: &Set) -> Result<Output> {
         let changed = match set {
             Set::SingleAssignment {
-                variable, values, ..
+                variable,
+                values,
+                scope,
+                ..
             } => {
                 let name = self.simple_name(variable)?;
                 let name = if name.eq_ignore_ascii_case("timezone") {
@@ -164,22 +175,27 @@ impl Session {
                 } else {
                     name
                 };
-                self.assign(&name, values)?
+                self.assign(&name, values, is_local(scope))?
             }
-            Set::SetTimeZone { value, .. } => {
-                self.assign("TimeZone", std::slice::from_ref(value))?
+            Set::SetTimeZone { value, local } => {
+                self.assign("TimeZone", std::slice::from_ref(value), *local)?
             }
             Set::MultipleAssignments { assignments } => {
                 let mut changed = Vec::new();
                 for assignment in assignments {
                     let name = self.simple_name(&assignment.name)?;
-                    changed.extend(self.assign(&name, std::slice::from_ref(&assignment.value))?);
+                    changed.extend(self.assign(
+                        &name,
+                        std::slice::from_ref(&assignment.value),
+                        is_local(&assignment.scope),
+                    )?);
                 }
                 changed
             }
             Set::SetNames { charset_name, .. } => self.assign(
                 "client_encoding",
                 &[ast::Expr::Identifier(charset_name.clone())],
+                false,
             )?,
             Set::SetNamesDefault {} => self
                 .write_settings()
@@ -200,9 +216,31 @@ impl Session {
         Ok(Output::Command(CommandTag::new("SET")))
     }
 
-    /// `SET name = value[, value...]`, or `TO DEFAULT`.
-    fn assign(&mut self, name: &str, values: &[ast::Expr]) -> Result<Vec<(&'static str, String)>> {
+    /// `SET [LOCAL] name = value[, value...]`, or `TO DEFAULT`.
+    fn assign(
+        &mut self,
+        name: &str,
+        values: &[ast::Expr],
+        local: bool,
+    ) -> Result<Vec<(&'static str, String)>> {
         let texts: Vec<String> = values.iter().map(setting_text).collect::<Result<_>>()?;
+        if local {
+            if self.tx == TransactionState::Idle {
+                self.warning(
+                    sqlstate::NO_ACTIVE_SQL_TRANSACTION,
+                    "SET LOCAL can only be used in transaction blocks",
+                );
+                return Ok(Vec::new());
+            }
+            let before = self.read_settings().get(name)?;
+            if !self
+                .local_settings
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+            {
+                self.local_settings.push((name.to_string(), before));
+            }
+        }
         if texts.len() == 1 && texts[0].eq_ignore_ascii_case("default") && !is_quoted(&values[0]) {
             return Ok(self.write_settings().reset(name)?.into_iter().collect());
         }
@@ -295,6 +333,10 @@ fn rows_output(schema: SchemaRef, columns: Vec<ArrayRef>, command: &'static str)
     }))
 }
 
+fn is_local(scope: &Option<ast::ContextModifier>) -> bool {
+    matches!(scope, Some(ast::ContextModifier::Local))
+}
+
 fn is_quoted(expr: &ast::Expr) -> bool {
     matches!(expr, ast::Expr::Value(v) if matches!(v.value, ast::Value::SingleQuotedString(_)))
         || matches!(expr, ast::Expr::Identifier(i) if i.quote_style.is_some())
@@ -331,19 +373,29 @@ fn setting_text(expr: &ast::Expr) -> Result<String> {
     }
 }
 
-/// SQL `LIKE` matching (`%`, `_`), case-sensitive.
+/// SQL `LIKE` matching (`%`, `_`), case-sensitive, in time proportional to
+/// the pattern's length times the text's.
 fn like(pattern: &str, text: &str) -> bool {
-    fn matches(p: &[char], t: &[char]) -> bool {
-        match p.split_first() {
-            None => t.is_empty(),
-            Some(('%', rest)) => (0..=t.len()).any(|i| matches(rest, &t[i..])),
-            Some(('_', rest)) => !t.is_empty() && matches(rest, &t[1..]),
-            Some((c, rest)) => t.first() == Some(c) && matches(rest, &t[1..]),
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
-    matches(&p, &t)
+    // matches[j]: the pattern read so far matches the first j characters.
+    let mut matches = vec![false; t.len() + 1];
+    matches[0] = true;
+    for c in pattern.chars() {
+        let mut next = vec![false; t.len() + 1];
+        if c == '%' {
+            let mut any = false;
+            for (j, slot) in next.iter_mut().enumerate() {
+                any |= matches[j];
+                *slot = any;
+            }
+        } else {
+            for j in 1..=t.len() {
+                next[j] = matches[j - 1] && (c == '_' || c == t[j - 1]);
+            }
+        }
+        matches = next;
+    }
+    matches[t.len()]
 }
 
 /// The leading keywords of a statement (`CREATE INDEX`), for messages.
@@ -372,5 +424,7 @@ mod tests {
         assert!(like("_a%", "batch"));
         assert!(!like("t%", "stream"));
         assert!(like("%", ""));
+        assert!(!like("%%%%%%%%%%%%%%%%%%%%%%%%x", &"a".repeat(200)));
+        assert!(like("a%b%c", "aXXbYYc"));
     }
 }
