@@ -30,15 +30,28 @@ pub struct PgType {
     pub typmod: i32,
 }
 
+impl From<&weir_sql::SqlType> for PgType {
+    fn from(ty: &weir_sql::SqlType) -> Self {
+        PgType {
+            oid: ty.oid(),
+            len: ty.typlen(),
+            typmod: ty.typmod(),
+        }
+    }
+}
+
+/// A type sent as text.
+const TEXT: PgType = PgType {
+    oid: 25,
+    len: -1,
+    typmod: -1,
+};
+
 /// The Postgres type of a result field: its declared type when it comes from
 /// a table column, else the type of its Arrow type.
 pub fn pg_field_type(field: &arrow::datatypes::Field) -> PgType {
     match weir_sql::SqlType::of_field(field) {
-        Some(ty) if ty.arrow_type() == *field.data_type() => PgType {
-            oid: ty.oid(),
-            len: ty.typlen(),
-            typmod: ty.typmod(),
-        },
+        Some(ty) if ty.arrow_type() == *field.data_type() => PgType::from(&ty),
         _ => pg_type(field.data_type()),
     }
 }
@@ -49,31 +62,12 @@ pub fn pg_type(data_type: &DataType) -> PgType {
     match data_type {
         DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => PgType {
             oid: array_oid(pg_type(f.data_type()).oid),
-            len: -1,
-            typmod: -1,
+            ..TEXT
         },
-        DataType::Struct(_) => PgType {
-            oid: 2249, // record
-            len: -1,
-            typmod: -1,
-        },
-        DataType::Null => PgType {
-            oid: 25,
-            len: -1,
-            typmod: -1,
-        },
-        other => match weir_sql::SqlType::from_arrow(other) {
-            Some(ty) => PgType {
-                oid: ty.oid(),
-                len: ty.typlen(),
-                typmod: ty.typmod(),
-            },
-            None => PgType {
-                oid: 25,
-                len: -1,
-                typmod: -1,
-            },
-        },
+        // record
+        DataType::Struct(_) => PgType { oid: 2249, ..TEXT },
+        DataType::Null => TEXT,
+        other => weir_sql::SqlType::from_arrow(other).map_or(TEXT, |ty| PgType::from(&ty)),
     }
 }
 

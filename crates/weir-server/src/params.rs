@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, TimeUnit};
+use arrow::datatypes::DataType;
 use bytes::Bytes;
 use datafusion::common::ScalarValue;
 use pgwire::api::Type;
@@ -57,7 +57,10 @@ pub fn decode(portal: &Portal<Arc<Prepared>>) -> Result<Vec<ScalarValue>, WeirEr
                 .get(i)
                 .cloned()
                 .flatten()
-                .or_else(|| declared.as_ref().and_then(arrow_type_of))
+                .or_else(|| {
+                    let ty = weir_sql::SqlType::from_oid(declared.as_ref()?.oid())?;
+                    Some(ty.arrow_type())
+                })
                 .unwrap_or(DataType::Utf8);
             let binary = match &portal.parameter_format {
                 Format::UnifiedText => false,
@@ -123,27 +126,6 @@ fn parse_bool(text: &str) -> Result<ScalarValue, WeirError> {
             format!("invalid input syntax for type boolean: \"{text}\""),
         )),
     }
-}
-
-/// The Arrow type values of a Postgres type are read as.
-fn arrow_type_of(ty: &Type) -> Option<DataType> {
-    Some(match ty.oid() {
-        16 => DataType::Boolean,
-        17 => DataType::Binary,
-        20 => DataType::Int64,
-        21 => DataType::Int16,
-        23 => DataType::Int32,
-        25 | 1043 | 19 | 1042 => DataType::Utf8,
-        700 => DataType::Float32,
-        701 => DataType::Float64,
-        1082 => DataType::Date32,
-        1083 => DataType::Time64(TimeUnit::Microsecond),
-        1114 => DataType::Timestamp(TimeUnit::Microsecond, None),
-        1184 => DataType::Timestamp(TimeUnit::Microsecond, Some(weir_sql::types::UTC.into())),
-        1186 => DataType::Interval(arrow::datatypes::IntervalUnit::MonthDayNano),
-        1700 => DataType::Decimal128(38, 10),
-        _ => return None,
-    })
 }
 
 fn decode_binary(bytes: &[u8], ty: &Type) -> Result<ScalarValue, WeirError> {

@@ -219,6 +219,31 @@ impl SqlType {
         }
     }
 
+    /// The type of a Postgres type OID, for the types Weir has (`varchar`
+    /// and `bpchar` read as `text`).
+    pub fn from_oid(oid: u32) -> Option<SqlType> {
+        Some(match oid {
+            16 => SqlType::Boolean,
+            17 => SqlType::Bytea,
+            20 => SqlType::BigInt,
+            21 => SqlType::SmallInt,
+            23 => SqlType::Integer,
+            19 | 25 | 1042 | 1043 => SqlType::Text,
+            700 => SqlType::Real,
+            701 => SqlType::DoublePrecision,
+            1082 => SqlType::Date,
+            1083 => SqlType::Time,
+            1114 => SqlType::Timestamp,
+            1184 => SqlType::TimestampTz,
+            1186 => SqlType::Interval,
+            1700 => SqlType::Numeric {
+                precision: None,
+                scale: None,
+            },
+            _ => return None,
+        })
+    }
+
     /// The Postgres type modifier (`pg_attribute.atttypmod`), -1 when none.
     pub fn typmod(&self) -> i32 {
         match self {
