@@ -41,6 +41,8 @@ pub struct DatabaseDef {
 pub enum ObjectDef {
     Table(TableDef),
     View(ViewDef),
+    Stream(StreamDef),
+    MaterializedView(MaterializedViewDef),
 }
 
 impl ObjectDef {
@@ -48,6 +50,8 @@ impl ObjectDef {
         match self {
             ObjectDef::Table(t) => &t.name,
             ObjectDef::View(v) => &v.name,
+            ObjectDef::Stream(s) => &s.name,
+            ObjectDef::MaterializedView(m) => &m.name,
         }
     }
 }
@@ -76,6 +80,45 @@ pub struct TableDef {
     /// OID of the primary key's index and constraint (as psql's `\d` shows them).
     #[serde(default)]
     pub primary_key_oid: Option<u32>,
+    /// Event time, for tables declared `WATERMARK FOR`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<WatermarkSpec>,
+    /// Rows are only ever inserted (`APPEND ONLY`).
+    #[serde(default)]
+    pub append_only: bool,
+}
+
+/// Event time of a table or stream: `WATERMARK FOR column AS expr`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatermarkSpec {
+    pub column: String,
+    /// The watermark expression, as SQL text (`ts - INTERVAL '5' SECOND`).
+    pub expr: String,
+}
+
+/// A stream: rows that flow through to the queries reading them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamDef {
+    pub oid: u32,
+    pub name: String,
+    pub columns: Vec<ColumnDef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<WatermarkSpec>,
+    /// `WITH (...)` options: the connector and its settings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<(String, String)>,
+}
+
+/// A materialized view: a query kept up to date as its inputs change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MaterializedViewDef {
+    pub oid: u32,
+    pub name: String,
+    /// The query, as SQL text.
+    pub query: String,
+    /// `EMIT ON WINDOW CLOSE`.
+    #[serde(default)]
+    pub emit_on_window_close: bool,
 }
 
 impl TableDef {
@@ -131,6 +174,8 @@ mod tests {
                         }],
                         primary_key: vec![0],
                         primary_key_oid: Some(FIRST_USER_OID + 2),
+                        watermark: None,
+                        append_only: false,
                     }),
                     ObjectDef::View(ViewDef {
                         oid: FIRST_USER_OID + 3,

@@ -1,5 +1,6 @@
 //! A database: a set of relations under the `public` schema, plus the
-//! `pg_catalog` schema that describes them to clients.
+//! `pg_catalog` schema that describes them to clients and the `weir_catalog`
+//! schema of streaming state (jobs, operators, late rows).
 //!
 //! Each database is one DataFusion catalog. A session sees only the database it
 //! connected to (as in Postgres, there are no cross-database queries).
@@ -14,8 +15,10 @@ use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::datasource::TableType;
 
 use crate::catalog::{DatabaseDef, ObjectDef};
+use crate::late_rows::LateRows;
 use crate::pg_catalog::PgCatalogSchema;
 use crate::relation::{ROW_IDS_PREFIX, Relation, RowIds};
+use crate::system_catalog::{SYSTEM_SCHEMA, SystemSchema};
 
 /// The schema user relations live in.
 pub const PUBLIC_SCHEMA: &str = "public";
@@ -32,6 +35,7 @@ pub struct Database {
     /// can tell that they must be planned again.
     version: AtomicU64,
     pg_catalog: OnceLock<Arc<PgCatalogSchema>>,
+    late_rows: LateRows,
 }
 
 impl Database {
@@ -42,6 +46,7 @@ impl Database {
             relations: RwLock::new(BTreeMap::new()),
             version: AtomicU64::new(0),
             pg_catalog: OnceLock::new(),
+            late_rows: LateRows::default(),
         })
     }
 
@@ -49,6 +54,11 @@ impl Database {
     /// static catalog tables shared by all databases).
     pub fn set_pg_catalog(&self, schema: Arc<PgCatalogSchema>) {
         let _ = self.pg_catalog.set(schema);
+    }
+
+    /// Rows that arrived behind their relation's watermark.
+    pub fn late_rows(&self) -> &LateRows {
+        &self.late_rows
     }
 
     pub fn version(&self) -> u64 {
@@ -154,6 +164,8 @@ impl Database {
                 .map(|r| match r {
                     Relation::Table(t) => ObjectDef::Table(t.def.clone()),
                     Relation::View(v) => ObjectDef::View(v.def.clone()),
+                    Relation::Stream(s) => ObjectDef::Stream(s.def.clone()),
+                    Relation::MaterializedView(v) => ObjectDef::MaterializedView(v.def.clone()),
                 })
                 .collect(),
         }
@@ -194,8 +206,8 @@ impl SchemaProvider for PublicSchema {
 
     async fn table_type(&self, name: &str) -> DfResult<Option<TableType>> {
         Ok(self.0.relation(name).map(|r| match r {
-            Relation::Table(_) => TableType::Base,
             Relation::View(_) => TableType::View,
+            _ => TableType::Base,
         }))
     }
 
@@ -210,7 +222,11 @@ pub struct DatabaseCatalog(pub Arc<Database>);
 
 impl CatalogProvider for DatabaseCatalog {
     fn schema_names(&self) -> Vec<String> {
-        vec![PUBLIC_SCHEMA.to_string(), "pg_catalog".to_string()]
+        vec![
+            PUBLIC_SCHEMA.to_string(),
+            "pg_catalog".to_string(),
+            SYSTEM_SCHEMA.to_string(),
+        ]
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
@@ -221,6 +237,7 @@ impl CatalogProvider for DatabaseCatalog {
                 .pg_catalog
                 .get()
                 .map(|s| s.clone() as Arc<dyn SchemaProvider>),
+            SYSTEM_SCHEMA => Some(Arc::new(SystemSchema::new(&self.0))),
             _ => None,
         }
     }

@@ -18,7 +18,9 @@ use crate::catalog::{CATALOG_FORMAT_VERSION, CatalogDef, FIRST_USER_OID, ObjectD
 use crate::database::Database;
 use crate::error::{Result, WeirError, sqlstate};
 use crate::pg_catalog::PgCatalogSchema;
+use crate::relation::Relation;
 use crate::session::Session;
+use weir_runtime::{Barrier, JobStatus, Message};
 
 /// Where and how an engine keeps its data.
 #[derive(Debug, Clone)]
@@ -86,6 +88,8 @@ pub struct Engine {
     static_tables: Arc<PgCatalogStaticTables>,
     /// Open sessions per database OID.
     sessions: RwLock<BTreeMap<u32, Arc<AtomicUsize>>>,
+    /// The epoch of the last barrier injected (see [`Engine::flush`]).
+    barriers: tokio::sync::Mutex<u64>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -148,6 +152,7 @@ impl Engine {
             ddl: tokio::sync::Mutex::new(()),
             static_tables,
             sessions: RwLock::new(BTreeMap::new()),
+            barriers: tokio::sync::Mutex::new(0),
         });
         match catalog {
             Some(catalog) => {
@@ -216,6 +221,67 @@ impl Engine {
     /// The lock every DDL statement holds while it changes the catalog.
     pub(crate) async fn ddl_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.ddl.lock().await
+    }
+
+    /// The lock held while barriers are injected; holding it keeps barriers
+    /// from reaching some sources of a starting job and not others.
+    pub(crate) async fn barrier_lock(&self) -> tokio::sync::MutexGuard<'_, u64> {
+        self.barriers.lock().await
+    }
+
+    /// Returns once every materialized view reflects every write accepted
+    /// before the call: injects a barrier of a new epoch into the changelog
+    /// of every table and stream, and waits for each view to apply it.
+    pub async fn flush(&self) -> Result<()> {
+        let mut views = Vec::new();
+        let epoch = {
+            let mut barriers = self.barrier_lock().await;
+            *barriers += 1;
+            let epoch = *barriers;
+            let barrier = || Message::Barrier(Barrier { epoch });
+            for db in self.databases.list() {
+                for relation in db.relations() {
+                    match relation {
+                        Relation::Table(table) => {
+                            let _writer = table.data.writer().await;
+                            table.feed.publish(barrier()).await;
+                        }
+                        Relation::Stream(stream) => {
+                            let _ingest = stream.ingest.lock().await;
+                            stream.feed.publish(barrier()).await;
+                        }
+                        Relation::MaterializedView(view) => views.push(view),
+                        Relation::View(_) => {}
+                    }
+                }
+            }
+            epoch
+        };
+        for view in views {
+            let mut epochs = view.sink.epochs();
+            loop {
+                if *epochs.borrow_and_update() >= epoch {
+                    break;
+                }
+                let status = view.with_job(|job| job.status());
+                let Some(status) = status else {
+                    break; // dropped meanwhile
+                };
+                if let JobStatus::Failed(error) = status {
+                    return Err(WeirError::new(
+                        sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        format!(
+                            "materialized view \"{}\" has stopped: {error}",
+                            view.def.name
+                        ),
+                    )
+                    .with_hint("Drop the materialized view and create it again."));
+                }
+                // Wake up now and then to notice a job that failed.
+                let _ = tokio::time::timeout(Duration::from_millis(200), epochs.changed()).await;
+            }
+        }
+        Ok(())
     }
 
     /// Saves the whole catalog. The write runs in a task of its own: a

@@ -29,6 +29,7 @@ pub mod sqlstate {
     pub const DATETIME_FIELD_OVERFLOW: SqlState = "22008";
     pub const DIVISION_BY_ZERO: SqlState = "22012";
     pub const INVALID_PARAMETER_VALUE: SqlState = "22023";
+    pub const OBJECT_NOT_IN_PREREQUISITE_STATE: SqlState = "55000";
     pub const INVALID_TEXT_REPRESENTATION: SqlState = "22P02";
     pub const NOT_NULL_VIOLATION: SqlState = "23502";
     pub const UNIQUE_VIOLATION: SqlState = "23505";

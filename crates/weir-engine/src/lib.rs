@@ -12,18 +12,30 @@
 //! - [`pg_catalog`]: the `pg_catalog` schema and functions clients use;
 //! - [`output`]: what statements produce;
 //! - [`text_format`]: values in Postgres' text format;
+//! - [`event_time`]: event time, watermarks and late rows of sources;
+//! - [`stream`], [`materialized_view`]: streaming relations;
+//! - [`streaming`]: from a query to a streaming job, and the window functions;
+//! - [`connectors`]: the connectors that feed streams;
+//! - [`late_rows`], [`system_catalog`]: the `weir_catalog` system tables;
 //! - [`error`]: errors with their SQLSTATE.
 
 pub mod casts;
 pub mod catalog;
+pub mod connectors;
 pub mod database;
 pub mod engine;
 pub mod error;
+pub mod event_time;
+pub mod late_rows;
+pub mod materialized_view;
 pub mod output;
 pub mod pg_catalog;
 pub mod relation;
 pub mod session;
 pub mod settings;
+pub mod stream;
+pub mod streaming;
+pub mod system_catalog;
 pub mod text_format;
 
 pub use engine::{Engine, EngineConfig};

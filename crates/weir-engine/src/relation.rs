@@ -1,5 +1,8 @@
-//! Relations as queries see them: tables and views, each a DataFusion
-//! `TableProvider` built from its catalog definition.
+//! Relations as queries see them: tables, views, streams and materialized
+//! views, each a DataFusion `TableProvider` built from its catalog definition.
+//!
+//! Tables, streams and materialized views are also changelogs: each has a
+//! [`Feed`] that the jobs reading it subscribe to.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -13,15 +16,21 @@ use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::ExecutionPlan;
+use weir_runtime::Feed;
 use weir_state::TableData;
 
 use crate::catalog::{TableDef, ViewDef};
+use crate::event_time::EventTime;
+pub use crate::materialized_view::MaterializedView;
+pub use crate::stream::Stream;
 
 /// A relation of a database.
 #[derive(Debug, Clone)]
 pub enum Relation {
     Table(Arc<Table>),
     View(Arc<View>),
+    Stream(Arc<Stream>),
+    MaterializedView(Arc<MaterializedView>),
 }
 
 impl Relation {
@@ -29,6 +38,8 @@ impl Relation {
         match self {
             Relation::Table(t) => &t.def.name,
             Relation::View(v) => &v.def.name,
+            Relation::Stream(s) => &s.def.name,
+            Relation::MaterializedView(m) => &m.def.name,
         }
     }
 
@@ -36,6 +47,8 @@ impl Relation {
         match self {
             Relation::Table(t) => t.def.oid,
             Relation::View(v) => v.def.oid,
+            Relation::Stream(s) => s.def.oid,
+            Relation::MaterializedView(m) => m.def.oid,
         }
     }
 
@@ -43,14 +56,18 @@ impl Relation {
         match self {
             Relation::Table(t) => t.schema.clone(),
             Relation::View(v) => v.schema.clone(),
+            Relation::Stream(s) => s.schema().clone(),
+            Relation::MaterializedView(m) => m.schema().clone(),
         }
     }
 
-    /// The word Postgres uses for the kind in messages (`table`, `view`).
+    /// The word used for the kind in messages (`table`, `view`).
     pub fn kind_name(&self) -> &'static str {
         match self {
             Relation::Table(_) => "table",
             Relation::View(_) => "view",
+            Relation::Stream(_) => "stream",
+            Relation::MaterializedView(_) => "materialized view",
         }
     }
 
@@ -58,14 +75,17 @@ impl Relation {
         match self {
             Relation::Table(t) => t.clone(),
             Relation::View(v) => v.clone(),
+            Relation::Stream(s) => s.clone(),
+            Relation::MaterializedView(m) => m.clone(),
         }
     }
 
     /// Names of the relations this one reads.
     pub fn dependencies(&self) -> &[String] {
         match self {
-            Relation::Table(_) => &[],
+            Relation::Table(_) | Relation::Stream(_) => &[],
             Relation::View(v) => &v.depends_on,
+            Relation::MaterializedView(m) => &m.depends_on,
         }
     }
 }
@@ -75,6 +95,10 @@ impl Relation {
 pub struct Table {
     pub def: TableDef,
     pub data: Arc<TableData>,
+    /// Every write, for the jobs reading the table.
+    pub feed: Arc<Feed>,
+    /// Event time, for tables with a watermark.
+    pub event_time: Option<EventTime>,
     schema: SchemaRef,
     constraints: Constraints,
     defaults: HashMap<String, Expr>,
@@ -83,7 +107,11 @@ pub struct Table {
 impl Table {
     /// A table with the given definition and column defaults (already planned
     /// into expressions). Its rows start empty.
-    pub fn new(def: TableDef, defaults: HashMap<String, Expr>) -> Self {
+    pub fn new(
+        def: TableDef,
+        defaults: HashMap<String, Expr>,
+        event_time: Option<EventTime>,
+    ) -> Self {
         let schema = Arc::new(Schema::new(
             def.columns
                 .iter()
@@ -113,6 +141,8 @@ impl Table {
         Table {
             def,
             data,
+            feed: Feed::new(schema.clone()),
+            event_time,
             schema,
             constraints,
             defaults,

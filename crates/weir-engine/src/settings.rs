@@ -187,6 +187,13 @@ const DEFINITIONS: &[Definition] = &[
         "Shows the maximum identifier length.",
     ),
     def(
+        "implicit_flush",
+        "off",
+        Kind::Bool,
+        false,
+        "Makes each INSERT, UPDATE and DELETE wait until the materialized views reflect it.",
+    ),
+    def(
         "search_path",
         "\"$user\", public",
         Kind::Text,
@@ -258,7 +265,14 @@ const DEFINITIONS: &[Definition] = &[
     ),
 ];
 
+/// Other names of settings: RisingWave's, for its users' scripts.
+const ALIASES: &[(&str, &str)] = &[("rw_implicit_flush", "implicit_flush")];
+
 fn definition(name: &str) -> Option<&'static Definition> {
+    let name = ALIASES
+        .iter()
+        .find(|(alias, _)| alias.eq_ignore_ascii_case(name))
+        .map_or(name, |(_, canonical)| canonical);
     DEFINITIONS
         .iter()
         .find(|d| d.name.eq_ignore_ascii_case(name))
@@ -415,6 +429,11 @@ impl Settings {
             .get("extra_float_digits")
             .and_then(|v| v.parse().ok())
             .unwrap_or(1)
+    }
+
+    /// `implicit_flush`: writes wait for the materialized views.
+    pub fn implicit_flush(&self) -> bool {
+        self.values.get("implicit_flush").is_some_and(|v| v == "on")
     }
 
     pub fn bytea_hex(&self) -> bool {

@@ -2,12 +2,17 @@
 //!
 //! - [`parser`]: the statement parser, Postgres' dialect plus Weir's statements;
 //! - [`statement`]: what it produces;
-//! - [`types`]: the Postgres column types and how they are stored in Arrow.
+//! - [`types`]: the Postgres column types and how they are stored in Arrow;
+//! - [`window_syntax`]: Flink's window table functions, read as Weir's.
 
 pub mod parser;
 pub mod statement;
 pub mod types;
+pub mod window_syntax;
 
 pub use parser::{ParseError, parse_expr, parse_sql};
-pub use statement::{ObjectKind, ShowObjects, Statement};
+pub use statement::{
+    CreateMaterializedView, CreateStream, DropStream, Emit, ObjectKind, ShowObjects, Statement,
+    StreamKind, WatermarkDef,
+};
 pub use types::SqlType;

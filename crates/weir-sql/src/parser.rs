@@ -20,7 +20,10 @@ use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
-use crate::statement::{ObjectKind, ShowObjects, Statement};
+use crate::statement::{
+    CreateMaterializedView, CreateStream, DropStream, Emit, ObjectKind, ShowObjects, Statement,
+    StreamKind, WatermarkDef,
+};
 
 /// A statement that could not be parsed, worded as Postgres words it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +56,7 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Statement>, ParseError> {
         .tokenize_with_location()
         .map_err(|e| syntax_error(sql, &ParserError::TokenizerError(e.to_string())))?;
     let mentions_catalog = tokens.iter().any(|t| is_system_catalog_word(&t.token));
+    let tokens = crate::window_syntax::flink_window_functions(tokens);
     let mut parser = WeirParser {
         parser: Parser::new(&DIALECT).with_tokens_with_locations(tokens),
     };
@@ -122,19 +126,236 @@ impl WeirParser<'_> {
 
     fn parse_statement(&mut self) -> Result<Statement, ParserError> {
         if self.peek_keyword(0, Keyword::SHOW)
-            && let Some(kind) = self.peek_object_kind(1)
+            && let Some((kind, words)) = self.peek_object_kind(1)
         {
-            return self.parse_show_objects(kind);
+            return self.parse_show_objects(kind, words);
+        }
+        if self.peek_keyword(0, Keyword::CREATE) {
+            if self.peek_words(1, &["materialized", "view"]) {
+                self.parser.next_token();
+                return Ok(Statement::CreateMaterializedView(Box::new(
+                    self.parse_create_materialized_view()?,
+                )));
+            }
+            if self.peek_words(1, &["stream"]) || self.peek_words(1, &["source"]) {
+                self.parser.next_token();
+                self.parser.next_token();
+                return Ok(Statement::CreateStream(Box::new(
+                    self.parse_create_stream(StreamKind::Stream)?,
+                )));
+            }
+            if self.peek_words(1, &["table"]) && self.table_has_event_time() {
+                self.parser.next_token();
+                self.parser.next_token();
+                return Ok(Statement::CreateStream(Box::new(
+                    self.parse_create_stream(StreamKind::Table)?,
+                )));
+            }
+        }
+        if self.peek_keyword(0, Keyword::EXPLAIN)
+            && self.peek_words(1, &["create", "materialized", "view"])
+        {
+            self.parser.next_token();
+            self.parser.next_token();
+            return Ok(Statement::ExplainMaterializedView(Box::new(
+                self.parse_create_materialized_view()?,
+            )));
+        }
+        if self.peek_keyword(0, Keyword::DROP)
+            && (self.peek_words(1, &["stream"]) || self.peek_words(1, &["source"]))
+        {
+            self.parser.next_token();
+            self.parser.next_token();
+            return Ok(Statement::DropStream(self.parse_drop_stream()?));
+        }
+        if self.peek_words(0, &["flush"]) {
+            self.parser.next_token();
+            return Ok(Statement::Flush);
         }
         Ok(Statement::Standard(Box::new(
             self.parser.parse_statement()?,
         )))
     }
 
-    /// `SHOW TABLES | VIEWS | DATABASES [LIKE 'pattern']`
-    fn parse_show_objects(&mut self, kind: ObjectKind) -> Result<Statement, ParserError> {
+    /// `MATERIALIZED VIEW [IF NOT EXISTS] name AS query [EMIT ON WINDOW CLOSE]`
+    /// (after `CREATE`).
+    fn parse_create_materialized_view(&mut self) -> Result<CreateMaterializedView, ParserError> {
+        self.parser.next_token(); // MATERIALIZED
+        self.parser.next_token(); // VIEW
+        let if_not_exists =
+            self.parser
+                .parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+        let name = self.parser.parse_object_name(false)?;
+        self.parser.expect_keyword_is(Keyword::AS)?;
+        let query = self.parser.parse_query()?;
+        let emit = if self.parse_words(&["emit", "on", "window", "close"]) {
+            Emit::OnWindowClose
+        } else if self.parse_words(&["emit", "on", "update"]) {
+            Emit::OnUpdate
+        } else if self.peek_words(0, &["emit"]) {
+            return self.parser.expected(
+                "ON WINDOW CLOSE or ON UPDATE after EMIT",
+                self.parser.peek_nth_token(1),
+            );
+        } else {
+            Emit::OnUpdate
+        };
+        Ok(CreateMaterializedView {
+            name,
+            if_not_exists,
+            query,
+            emit,
+        })
+    }
+
+    /// `[IF NOT EXISTS] name (column type ..., [PRIMARY KEY (...)],
+    /// [WATERMARK FOR column AS expr]) [APPEND ONLY] [WITH (key = value, ...)]`
+    /// (after `CREATE STREAM | SOURCE | TABLE`).
+    fn parse_create_stream(&mut self, kind: StreamKind) -> Result<CreateStream, ParserError> {
+        let if_not_exists =
+            self.parser
+                .parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+        let name = self.parser.parse_object_name(false)?;
+        let mut columns = Vec::new();
+        let mut constraints = Vec::new();
+        let mut watermark = None;
+        self.parser.expect_token(&Token::LParen)?;
+        loop {
+            if self.parse_words(&["watermark"]) {
+                if watermark.is_some() {
+                    return Err(ParserError::ParserError(
+                        "only one WATERMARK clause is allowed".into(),
+                    ));
+                }
+                self.parser.expect_keyword_is(Keyword::FOR)?;
+                let column = self.parser.parse_identifier()?;
+                self.parser.expect_keyword_is(Keyword::AS)?;
+                let expr = self.parser.parse_expr()?;
+                watermark = Some(WatermarkDef { column, expr });
+            } else if let Some(constraint) = self.parser.parse_optional_table_constraint()? {
+                constraints.push(constraint);
+            } else {
+                columns.push(self.parser.parse_column_def()?);
+            }
+            if self.parser.consume_token(&Token::Comma) {
+                continue;
+            }
+            self.parser.expect_token(&Token::RParen)?;
+            break;
+        }
+        let append_only = self.parse_words(&["append", "only"]);
+        let options = if self.parser.parse_keyword(Keyword::WITH) {
+            self.parse_with_options()?
+        } else {
+            Vec::new()
+        };
+        Ok(CreateStream {
+            kind,
+            name,
+            if_not_exists,
+            columns,
+            constraints,
+            watermark,
+            append_only,
+            options,
+        })
+    }
+
+    /// `(key = value, ...)`, keys dotted (`nexmark.event_rate`), values
+    /// literals or words.
+    fn parse_with_options(&mut self) -> Result<Vec<(String, String)>, ParserError> {
+        self.parser.expect_token(&Token::LParen)?;
+        let mut options = Vec::new();
+        loop {
+            let mut key = self.parser.parse_identifier()?.value.to_lowercase();
+            while self.parser.consume_token(&Token::Period) {
+                key.push('.');
+                key.push_str(&self.parser.parse_identifier()?.value.to_lowercase());
+            }
+            self.parser.expect_token(&Token::Eq)?;
+            let token = self.parser.next_token();
+            let value = match &token.token {
+                Token::SingleQuotedString(v) | Token::DoubleQuotedString(v) => v.clone(),
+                Token::Number(v, _) => v.clone(),
+                Token::Word(w) => w.value.clone(),
+                _ => return self.parser.expected("an option value", token),
+            };
+            options.push((key, value));
+            if self.parser.consume_token(&Token::Comma) {
+                continue;
+            }
+            self.parser.expect_token(&Token::RParen)?;
+            return Ok(options);
+        }
+    }
+
+    /// `[IF EXISTS] name, ... [CASCADE | RESTRICT]` (after `DROP STREAM`).
+    fn parse_drop_stream(&mut self) -> Result<DropStream, ParserError> {
+        let if_exists = self.parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let names = self
+            .parser
+            .parse_comma_separated(|p| p.parse_object_name(false))?;
+        let cascade = self.parser.parse_keyword(Keyword::CASCADE);
+        if !cascade {
+            let _ = self.parser.parse_keyword(Keyword::RESTRICT);
+        }
+        Ok(DropStream {
+            names,
+            if_exists,
+            cascade,
+        })
+    }
+
+    /// Whether the `CREATE TABLE` ahead declares event time or is append-only
+    /// (Weir's form); otherwise it is sqlparser's.
+    fn table_has_event_time(&self) -> bool {
+        let mut n = 2;
+        loop {
+            match &self.parser.peek_nth_token_ref(n).token {
+                Token::EOF | Token::SemiColon => return false,
+                Token::Word(w) if w.value.eq_ignore_ascii_case("watermark") => return true,
+                Token::Word(w) if w.value.eq_ignore_ascii_case("append") => {
+                    return matches!(
+                        &self.parser.peek_nth_token_ref(n + 1).token,
+                        Token::Word(next) if next.value.eq_ignore_ascii_case("only")
+                    );
+                }
+                _ => n += 1,
+            }
+        }
+    }
+
+    /// Whether the words ahead (from the `n`th token) are `words`,
+    /// case-insensitively.
+    fn peek_words(&self, n: usize, words: &[&str]) -> bool {
+        words.iter().enumerate().all(|(i, word)| {
+            matches!(&self.parser.peek_nth_token_ref(n + i).token,
+                Token::Word(w) if w.value.eq_ignore_ascii_case(word))
+        })
+    }
+
+    /// Consumes `words` if they come next.
+    fn parse_words(&mut self, words: &[&str]) -> bool {
+        if !self.peek_words(0, words) {
+            return false;
+        }
+        for _ in words {
+            self.parser.next_token();
+        }
+        true
+    }
+
+    /// `SHOW TABLES | VIEWS | DATABASES | STREAMS | SOURCES | MATERIALIZED
+    /// VIEWS [LIKE 'pattern']`
+    fn parse_show_objects(
+        &mut self,
+        kind: ObjectKind,
+        words: usize,
+    ) -> Result<Statement, ParserError> {
         self.parser.expect_keyword_is(Keyword::SHOW)?;
-        self.parser.next_token(); // the kind
+        for _ in 0..words {
+            self.parser.next_token();
+        }
         let like = if self.parser.parse_keyword(Keyword::LIKE) {
             Some(self.parser.parse_literal_string()?)
         } else {
@@ -143,16 +364,22 @@ impl WeirParser<'_> {
         Ok(Statement::ShowObjects(ShowObjects { kind, like }))
     }
 
-    fn peek_object_kind(&self, n: usize) -> Option<ObjectKind> {
-        match &self.parser.peek_nth_token_ref(n).token {
-            Token::Word(w) => match w.keyword {
-                Keyword::TABLES => Some(ObjectKind::Table),
-                Keyword::VIEWS => Some(ObjectKind::View),
-                Keyword::DATABASES => Some(ObjectKind::Database),
-                _ => None,
-            },
-            _ => None,
+    /// The kind of objects `SHOW` lists, and how many words name it.
+    fn peek_object_kind(&self, n: usize) -> Option<(ObjectKind, usize)> {
+        if self.peek_words(n, &["materialized", "views"]) {
+            return Some((ObjectKind::MaterializedView, 2));
         }
+        let Token::Word(w) = &self.parser.peek_nth_token_ref(n).token else {
+            return None;
+        };
+        let kind = match w.value.to_ascii_lowercase().as_str() {
+            "tables" => ObjectKind::Table,
+            "views" => ObjectKind::View,
+            "databases" => ObjectKind::Database,
+            "streams" | "sources" => ObjectKind::Stream,
+            _ => return None,
+        };
+        Some((kind, 1))
     }
 
     fn peek_keyword(&self, n: usize, keyword: Keyword) -> bool {

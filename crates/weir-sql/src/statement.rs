@@ -10,8 +10,19 @@ use datafusion::sql::sqlparser::ast;
 pub enum Statement {
     /// A statement of the Postgres dialect, as sqlparser parses it.
     Standard(Box<ast::Statement>),
-    /// `SHOW TABLES | VIEWS | DATABASES [LIKE 'pattern']`: the catalog objects of a kind.
+    /// `SHOW TABLES | VIEWS | ... [LIKE 'pattern']`: catalog objects of a kind.
     ShowObjects(ShowObjects),
+    /// `CREATE STREAM`, `CREATE SOURCE`, or `CREATE TABLE` with event time
+    /// (`WATERMARK FOR`) or `APPEND ONLY`.
+    CreateStream(Box<CreateStream>),
+    /// `CREATE MATERIALIZED VIEW name AS query [EMIT ON WINDOW CLOSE]`.
+    CreateMaterializedView(Box<CreateMaterializedView>),
+    /// `EXPLAIN CREATE MATERIALIZED VIEW ...`: the operator graph.
+    ExplainMaterializedView(Box<CreateMaterializedView>),
+    /// `DROP STREAM | SOURCE [IF EXISTS] name, ... [CASCADE]`.
+    DropStream(DropStream),
+    /// `FLUSH`: waits until every materialized view reflects prior writes.
+    Flush,
 }
 
 /// The kinds of catalog objects `SHOW <kind>` lists.
@@ -20,6 +31,8 @@ pub enum ObjectKind {
     Table,
     View,
     Database,
+    Stream,
+    MaterializedView,
 }
 
 impl ObjectKind {
@@ -29,6 +42,8 @@ impl ObjectKind {
             ObjectKind::Table => "tables",
             ObjectKind::View => "views",
             ObjectKind::Database => "databases",
+            ObjectKind::Stream => "streams",
+            ObjectKind::MaterializedView => "materialized views",
         }
     }
 }
@@ -39,6 +54,77 @@ pub struct ShowObjects {
     pub kind: ObjectKind,
     /// A SQL `LIKE` pattern the names must match.
     pub like: Option<String>,
+}
+
+/// What `CREATE STREAM` / `CREATE TABLE ... APPEND ONLY` creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// Rows flow through and are not stored.
+    Stream,
+    /// Rows are stored, like any table.
+    Table,
+}
+
+/// `WATERMARK FOR column AS expr`: event time is `column`, and the watermark
+/// is `expr` over the latest rows (`ts - INTERVAL '5' SECOND`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatermarkDef {
+    pub column: ast::Ident,
+    pub expr: ast::Expr,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateStream {
+    pub kind: StreamKind,
+    pub name: ast::ObjectName,
+    pub if_not_exists: bool,
+    pub columns: Vec<ast::ColumnDef>,
+    /// Table constraints (`PRIMARY KEY (...)`), for tables.
+    pub constraints: Vec<ast::TableConstraint>,
+    pub watermark: Option<WatermarkDef>,
+    /// `APPEND ONLY`: rows are only ever inserted.
+    pub append_only: bool,
+    /// `WITH (key = 'value', ...)`, keys lowercased.
+    pub options: Vec<(String, String)>,
+}
+
+/// When a materialized view's rows appear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Emit {
+    /// Rows reflect every processed input row, open windows included.
+    #[default]
+    OnUpdate,
+    /// A window's rows appear once, final, when the watermark passes its end.
+    OnWindowClose,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateMaterializedView {
+    pub name: ast::ObjectName,
+    pub if_not_exists: bool,
+    pub query: Box<ast::Query>,
+    pub emit: Emit,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DropStream {
+    pub names: Vec<ast::ObjectName>,
+    pub if_exists: bool,
+    pub cascade: bool,
+}
+
+impl fmt::Display for CreateMaterializedView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CREATE MATERIALIZED VIEW ")?;
+        if self.if_not_exists {
+            write!(f, "IF NOT EXISTS ")?;
+        }
+        write!(f, "{} AS {}", self.name, self.query)?;
+        if self.emit == Emit::OnWindowClose {
+            write!(f, " EMIT ON WINDOW CLOSE")?;
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for Statement {
@@ -52,6 +138,22 @@ impl fmt::Display for Statement {
                 }
                 Ok(())
             }
+            Statement::CreateStream(create) => write!(
+                f,
+                "CREATE {} {}",
+                match create.kind {
+                    StreamKind::Stream => "STREAM",
+                    StreamKind::Table => "TABLE",
+                },
+                create.name
+            ),
+            Statement::CreateMaterializedView(create) => write!(f, "{create}"),
+            Statement::ExplainMaterializedView(create) => write!(f, "EXPLAIN {create}"),
+            Statement::DropStream(drop) => {
+                let names: Vec<String> = drop.names.iter().map(|n| n.to_string()).collect();
+                write!(f, "DROP STREAM {}", names.join(", "))
+            }
+            Statement::Flush => write!(f, "FLUSH"),
         }
     }
 }

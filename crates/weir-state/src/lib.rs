@@ -1,11 +1,15 @@
 //! Weir's state layer: where data lives.
 //!
 //! - [`table`]: the rows of a table, as Arrow record batches with a key index;
+//! - [`view`]: the rows of a materialized view, a multiset kept up to date by
+//!   a changelog;
 //! - [`durable_file`]: a small document (the catalog) kept atomically in object
 //!   storage.
 
 pub mod durable_file;
 pub mod table;
+pub mod view;
 
 pub use durable_file::DurableFile;
 pub use table::{TableData, TableWriter, WriteError};
+pub use view::ViewData;

@@ -181,7 +181,8 @@ pub fn install(
                 };
                 match relation {
                     Relation::View(v) => Some(view_definition(&v.def.query)),
-                    Relation::Table(_) => None,
+                    Relation::MaterializedView(v) => Some(view_definition(&v.def.query)),
+                    _ => None,
                 }
             },
         ),

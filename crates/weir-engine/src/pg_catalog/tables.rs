@@ -62,8 +62,8 @@ fn columns(relation: &Relation) -> Vec<(String, SqlType, bool)> {
                 )
             })
             .collect(),
-        Relation::View(v) => v
-            .schema_ref()
+        Relation::View(_) | Relation::Stream(_) | Relation::MaterializedView(_) => relation
+            .schema()
             .fields()
             .iter()
             .map(|f: &std::sync::Arc<Field>| {
@@ -114,6 +114,15 @@ pub(super) fn pg_class(ctx: &CatalogContext) -> Vec<Row> {
                 "d",
             ),
             Relation::View(_) => ("v", 0, false, 0.0, "n"),
+            // A stream shows as a foreign table: its rows live elsewhere.
+            Relation::Stream(_) => ("f", 0, false, 0.0, "n"),
+            Relation::MaterializedView(v) => (
+                "m",
+                HEAP_AM_OID,
+                false,
+                v.sink.data().row_count() as f64,
+                "d",
+            ),
         };
         let columns = columns(&relation);
         rows.push(vec![
@@ -163,7 +172,7 @@ pub(super) fn pg_attribute(ctx: &CatalogContext) -> Vec<Row> {
         for (i, (name, ty, not_null)) in columns(&relation).into_iter().enumerate() {
             let has_default = match &relation {
                 Relation::Table(t) => t.def.columns[i].default.is_some(),
-                Relation::View(_) => false,
+                _ => false,
             };
             let collation = match ty {
                 SqlType::Text | SqlType::Varchar(_) => DEFAULT_COLLATION_OID,
@@ -225,7 +234,7 @@ pub(super) fn pg_index(ctx: &CatalogContext) -> Vec<Row> {
                     ("indkey", int2_list(&keys)),
                 ])
             }
-            Relation::View(_) => None,
+            _ => None,
         })
         .collect()
 }
@@ -265,7 +274,7 @@ pub(super) fn pg_constraint(ctx: &CatalogContext) -> Vec<Row> {
                     ("conkey", int2_list(&keys)),
                 ])
             }
-            Relation::View(_) => None,
+            _ => None,
         })
         .collect()
 }
@@ -307,7 +316,7 @@ pub(super) fn pg_tables(ctx: &CatalogContext) -> Vec<Row> {
                 ("hastriggers", boolean(false)),
                 ("rowsecurity", boolean(false)),
             ]),
-            Relation::View(_) => None,
+            _ => None,
         })
         .collect()
 }
@@ -323,7 +332,7 @@ pub(super) fn pg_views(ctx: &CatalogContext) -> Vec<Row> {
                 ("viewowner", text(ctx.owner.clone())),
                 ("definition", text(view_definition(&v.def.query))),
             ]),
-            Relation::Table(_) => None,
+            _ => None,
         })
         .collect()
 }

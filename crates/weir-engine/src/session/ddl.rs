@@ -18,8 +18,9 @@ use super::Session;
 use super::column_names::{Aliasing, alias_output_columns};
 use super::dml::{conform_to_table, write_error};
 use super::names::ident_name;
-use crate::catalog::{ColumnDef, TableDef, ViewDef};
+use crate::catalog::{ColumnDef, TableDef, ViewDef, WatermarkSpec};
 use crate::error::{Result, WeirError, sqlstate};
+use crate::event_time::EventTime;
 use crate::output::{CommandTag, Output};
 use crate::relation::{Relation, Table, View};
 
@@ -31,7 +32,21 @@ impl Session {
         if create.or_replace {
             return Err(WeirError::not_supported("CREATE OR REPLACE TABLE"));
         }
-        let name = self.relation_name(&create.name)?;
+        self.create_table_from(TableSpec {
+            name: &create.name,
+            if_not_exists: create.if_not_exists,
+            columns: &create.columns,
+            constraints: &create.constraints,
+            query: create.query.as_deref(),
+            watermark: None,
+            append_only: false,
+        })
+        .await
+    }
+
+    /// `CREATE TABLE`, in sqlparser's form or Weir's (with event time).
+    pub(crate) async fn create_table_from(&mut self, create: TableSpec<'_>) -> Result<Output> {
+        let name = self.relation_name(create.name)?;
         let engine = self.engine.clone();
         let _ddl = engine.ddl_lock().await;
         if let Some(existing) = self.db.relation(&name) {
@@ -43,9 +58,9 @@ impl Session {
         }
 
         // CREATE TABLE ... AS SELECT: the columns are the query's.
-        let query_plan = match &create.query {
+        let query_plan = match create.query {
             Some(query) => {
-                let mut query = query.clone();
+                let mut query = Box::new(query.clone());
                 alias_output_columns(&mut query, Aliasing::Postgres);
                 Some(self.plan_query(&ast::Statement::Query(query)).await?)
             }
@@ -74,7 +89,7 @@ impl Session {
                 }
             }
         } else {
-            for column in &create.columns {
+            for column in create.columns {
                 let column_name = ident_name(&column.name);
                 let mut def = ColumnDef {
                     name: column_name.clone(),
@@ -110,7 +125,7 @@ impl Session {
         if columns.is_empty() {
             return Err(WeirError::not_supported("a table without columns"));
         }
-        for constraint in &create.constraints {
+        for constraint in create.constraints {
             match constraint {
                 TableConstraint::PrimaryKey(pk) => {
                     if !primary_key.is_empty() {
@@ -153,6 +168,11 @@ impl Session {
             columns,
             primary_key,
             primary_key_oid,
+            watermark: create.watermark.map(|w| WatermarkSpec {
+                column: ident_name(&w.column),
+                expr: w.expr.to_string(),
+            }),
+            append_only: create.append_only,
         };
         let table = self.build_table(def)?;
         // CREATE TABLE AS fills the table before it becomes visible, so that a
@@ -175,7 +195,7 @@ impl Session {
     /// Fills a new table with a query's rows (CREATE TABLE AS).
     async fn fill(&self, table: &Arc<Table>, plan: LogicalPlan) -> Result<u64> {
         let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
-        let batches = conform_to_table(&table.def, table.schema_ref(), batches)?;
+        let batches = conform_to_table(&table.def.columns, table.schema_ref(), batches)?;
         let rows = table
             .data
             .writer()
@@ -193,6 +213,7 @@ impl Session {
                 .map(|c| c.ty.field(&c.name, true))
                 .collect::<Vec<_>>(),
         );
+        let schema_for_event_time = schema.clone();
         let df_schema = DFSchema::try_from(schema)?;
         let mut defaults: HashMap<String, Expr> = HashMap::new();
         for column in &def.columns {
@@ -212,7 +233,15 @@ impl Session {
                 defaults.insert(column.name.clone(), expr);
             }
         }
-        Ok(Arc::new(Table::new(def, defaults)))
+        let event_time = match &def.watermark {
+            Some(spec) => Some(EventTime::plan(
+                spec,
+                &Arc::new(schema_for_event_time),
+                &self.ctx,
+            )?),
+            None => None,
+        };
+        Ok(Arc::new(Table::new(def, defaults, event_time)))
     }
 
     pub(crate) fn restore_table(&mut self, def: TableDef) -> Result<()> {
@@ -366,6 +395,7 @@ impl Session {
         let (kind, tag) = match object_type {
             ObjectType::Table => ("table", "DROP TABLE"),
             ObjectType::View => ("view", "DROP VIEW"),
+            ObjectType::MaterializedView => ("materialized view", "DROP MATERIALIZED VIEW"),
             ObjectType::Database => {
                 self.refuse_in_block("DROP DATABASE")?;
                 for name in names {
@@ -382,6 +412,20 @@ impl Session {
             }
             other => return Err(WeirError::not_supported(format!("DROP {other}"))),
         };
+        self.drop_objects_of_kind(kind, names, if_exists, cascade)
+            .await?;
+        Ok(Output::Command(CommandTag::new(tag)))
+    }
+
+    /// Drops relations of one kind (`"table"`, `"stream"`, ...), and with
+    /// `cascade` the relations that read them.
+    pub(crate) async fn drop_objects_of_kind(
+        &mut self,
+        kind: &str,
+        names: &[ast::ObjectName],
+        if_exists: bool,
+        cascade: bool,
+    ) -> Result<()> {
         let engine = self.engine.clone();
         let _ddl = engine.ddl_lock().await;
         // Check everything before dropping anything.
@@ -392,7 +436,15 @@ impl Session {
                 None if if_exists => {
                     self.notice(format!("{kind} \"{name}\" does not exist, skipping"));
                 }
-                None => return Err(WeirError::undefined_table(&name)),
+                None if kind == "table" || kind == "view" => {
+                    return Err(WeirError::undefined_table(&name));
+                }
+                None => {
+                    return Err(WeirError::new(
+                        sqlstate::UNDEFINED_TABLE,
+                        format!("{kind} \"{name}\" does not exist"),
+                    ));
+                }
                 Some(relation) if relation.kind_name() != kind => {
                     return Err(WeirError::new(
                         sqlstate::WRONG_OBJECT_TYPE,
@@ -425,11 +477,15 @@ impl Session {
                         ),
                     )
                     .with_detail(format!(
-                        "view {dependent} depends on {relation_kind} {name}"
+                        "{} {dependent} depends on {relation_kind} {name}",
+                        self.kind_of(&dependent)
                     ))
                     .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
                 }
-                self.notice(format!("drop cascades to view {dependent}"));
+                self.notice(format!(
+                    "drop cascades to {} {dependent}",
+                    self.kind_of(&dependent)
+                ));
                 dropping.push(dependent);
             }
             i += 1;
@@ -458,7 +514,17 @@ impl Session {
             }
             return Err(e);
         }
-        Ok(Output::Command(CommandTag::new(tag)))
+        // Stop the jobs of dropped views, and free their state.
+        for relation in &removed {
+            if let Relation::MaterializedView(view) = relation {
+                view.stop();
+            }
+        }
+        Ok(())
+    }
+
+    fn kind_of(&self, name: &str) -> &'static str {
+        self.db.relation(name).map_or("view", |r| r.kind_name())
     }
 
     pub(crate) async fn create_database(
@@ -473,6 +539,17 @@ impl Session {
         }
         Ok(Output::Command(CommandTag::new("CREATE DATABASE")))
     }
+}
+
+/// What `CREATE TABLE` declares, from either form of the statement.
+pub(crate) struct TableSpec<'a> {
+    pub name: &'a ast::ObjectName,
+    pub if_not_exists: bool,
+    pub columns: &'a [ast::ColumnDef],
+    pub constraints: &'a [TableConstraint],
+    pub query: Option<&'a ast::Query>,
+    pub watermark: Option<&'a weir_sql::WatermarkDef>,
+    pub append_only: bool,
 }
 
 impl Session {

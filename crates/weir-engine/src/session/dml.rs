@@ -31,7 +31,8 @@ use super::query::bind;
 use crate::catalog::{ColumnDef, TableDef};
 use crate::error::{Result, WeirError, sqlstate};
 use crate::output::{CommandTag, Output};
-use crate::relation::{ROW_ID, ROW_IDS_PREFIX, Relation, RowIds, Table};
+use crate::relation::{ROW_ID, ROW_IDS_PREFIX, Relation, RowIds, Stream, Table};
+use weir_runtime::{Chunk, Message};
 
 /// What an `UPDATE` or `DELETE` does to the rows it touches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,11 +42,35 @@ pub enum ModifyKind {
     Delete,
 }
 
+/// What an `INSERT` writes to: a table stores the rows, a stream passes
+/// them on to the views reading it.
+#[derive(Debug, Clone)]
+pub enum InsertTarget {
+    Table(Arc<Table>),
+    Stream(Arc<Stream>),
+}
+
+impl InsertTarget {
+    fn columns(&self) -> &[ColumnDef] {
+        match self {
+            InsertTarget::Table(t) => &t.def.columns,
+            InsertTarget::Stream(s) => &s.def.columns,
+        }
+    }
+}
+
 impl Session {
     /// The table a DML statement writes to.
     fn target_table(&self, name: &ast::ObjectName, verb: &str) -> Result<Arc<Table>> {
         let relation_name = self.relation_name(name)?;
         match self.db.relation(&relation_name) {
+            Some(Relation::Table(t)) if t.def.append_only && verb != "insert into" => {
+                Err(WeirError::new(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    format!("cannot {verb} append-only table \"{relation_name}\""),
+                )
+                .with_hint("An APPEND ONLY table only takes INSERT."))
+            }
             Some(Relation::Table(t)) => Ok(t),
             Some(other) => Err(WeirError::new(
                 sqlstate::WRONG_OBJECT_TYPE,
@@ -60,11 +85,14 @@ impl Session {
         &self,
         statement: &ast::Statement,
         insert: &ast::Insert,
-    ) -> Result<(Arc<Table>, LogicalPlan)> {
+    ) -> Result<(InsertTarget, LogicalPlan)> {
         let TableObject::TableName(name) = &insert.table else {
             return Err(WeirError::not_supported("INSERT INTO a table function"));
         };
-        let table = self.target_table(name, "insert into")?;
+        let target = match self.db.relation(&self.relation_name(name)?) {
+            Some(Relation::Stream(stream)) => InsertTarget::Stream(stream),
+            _ => InsertTarget::Table(self.target_table(name, "insert into")?),
+        };
         if insert.returning.is_some() {
             return Err(WeirError::not_supported("INSERT ... RETURNING"));
         }
@@ -89,28 +117,80 @@ impl Session {
             .source
             .as_ref()
             .is_some_and(|q| matches!(q.body.as_ref(), SetExpr::Values(_)));
-        check_insert_types(&table.def, &source, from_values)?;
-        Ok((table, source))
+        check_insert_types(target.columns(), &source, from_values)?;
+        Ok((target, source))
     }
 
     pub(crate) async fn execute_insert(
-        &self,
-        table: &Arc<Table>,
+        &mut self,
+        target: &InsertTarget,
         source: &LogicalPlan,
         params: &[ScalarValue],
     ) -> Result<Output> {
-        let mut writer = table.data.writer().await;
-        self.ensure_current(table)?;
         let plan = bind(source, params)?;
-        let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
-        let batches = conform_to_table(&table.def, table.schema_ref(), batches)?;
-        let added = writer
-            .insert(&batches)
-            .map_err(|e| write_error(&table.def, e))?;
+        let (added, late) = match target {
+            InsertTarget::Table(table) => {
+                let mut writer = table.data.writer().await;
+                self.ensure_current(table)?;
+                let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+                let batches = conform_to_table(&table.def.columns, table.schema_ref(), batches)?;
+                let batch = concat_batches(table.schema_ref(), batches.iter())?;
+                let (batch, watermark, late) = match &table.event_time {
+                    Some(event_time) => {
+                        let admitted = event_time.admit(&batch)?;
+                        let late = admitted
+                            .late
+                            .as_ref()
+                            .map_or(0, |(rows, _)| rows.num_rows());
+                        if let Some((rows, marks)) = &admitted.late {
+                            self.db.late_rows().record(&table.def.name, rows, marks);
+                        }
+                        (admitted.on_time, admitted.watermark, late)
+                    }
+                    None => (batch, None, 0),
+                };
+                let added = writer
+                    .insert(std::slice::from_ref(&batch))
+                    .map_err(|e| write_error(&table.def, e))?;
+                if added > 0 {
+                    table
+                        .feed
+                        .publish(Message::Chunk(Chunk::inserts(batch)))
+                        .await;
+                }
+                if let Some(watermark) = watermark {
+                    table.feed.publish(Message::Watermark(watermark)).await;
+                }
+                (added, late)
+            }
+            InsertTarget::Stream(stream) => {
+                let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+                let batches = conform_to_table(&stream.def.columns, stream.schema(), batches)?;
+                let batch = concat_batches(stream.schema(), batches.iter())?;
+                let total = batch.num_rows();
+                let added = stream.ingest(batch, self.db.late_rows()).await?;
+                (added, total - added)
+            }
+        };
+        if late > 0 {
+            self.notice(format!(
+                "{late} late row{} not applied (behind the watermark); see weir_catalog.late_rows",
+                if late == 1 { "" } else { "s" }
+            ));
+        }
+        self.implicit_flush().await?;
         Ok(Output::Command(CommandTag::with_rows(
             "INSERT",
             added as u64,
         )))
+    }
+
+    /// With `implicit_flush` on, waits until the views reflect the write.
+    async fn implicit_flush(&self) -> Result<()> {
+        if self.read_settings().implicit_flush() {
+            self.engine.flush().await?;
+        }
+        Ok(())
     }
 
     pub(crate) async fn plan_update(
@@ -257,6 +337,8 @@ impl Session {
                 0,
             )));
         }
+        let touched_mask: BooleanArray = position.iter().map(|p| Some(p.is_some())).collect();
+        let old_rows = filter_record_batch(&current, &touched_mask)?;
         let content = match kind {
             ModifyKind::Delete => {
                 let keep: BooleanArray = position.iter().map(|p| Some(p.is_none())).collect();
@@ -279,13 +361,32 @@ impl Session {
                         interleave(&[columns[index].as_ref(), new.as_ref()], &indices)?;
                 }
                 let updated = RecordBatch::try_new(schema.clone(), columns)?;
-                check_lengths(&table.def, std::slice::from_ref(&updated))?;
+                check_lengths(&table.def.columns, std::slice::from_ref(&updated))?;
                 updated
             }
+        };
+        let new_rows = match kind {
+            ModifyKind::Delete => None,
+            ModifyKind::Update => Some(filter_record_batch(&content, &touched_mask)?),
         };
         writer
             .replace(&[content])
             .map_err(|e| write_error(&table.def, e))?;
+        // Views reading the table see the old rows go and the new ones come.
+        let chunk = match new_rows {
+            None => Chunk::deletes(old_rows),
+            Some(new_rows) => {
+                let n = old_rows.num_rows();
+                let batch = concat_batches(&schema, [&old_rows, &new_rows])?;
+                let ops = (0..batch.num_rows())
+                    .map(|i| if i < n { -1i8 } else { 1 })
+                    .collect::<Vec<_>>();
+                Chunk::new(batch, ops.into())
+            }
+        };
+        table.feed.publish(Message::Chunk(chunk)).await;
+        drop(writer);
+        self.implicit_flush().await?;
         Ok(Output::Command(CommandTag::with_rows(
             command_word(kind),
             touched as u64,
@@ -301,10 +402,18 @@ impl Session {
         for table in tables {
             let mut writer = table.data.writer().await;
             self.ensure_current(&table)?;
+            let old = writer.snapshot();
             writer
                 .replace(&[])
                 .map_err(|e| write_error(&table.def, e))?;
+            for batch in old.iter() {
+                table
+                    .feed
+                    .publish(Message::Chunk(Chunk::deletes(batch.clone())))
+                    .await;
+            }
         }
+        self.implicit_flush().await?;
         Ok(Output::Command(CommandTag::new("TRUNCATE TABLE")))
     }
 
@@ -464,7 +573,7 @@ fn cast_strict(array: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
 
 /// Casts the computed rows to the table's column types and checks lengths.
 pub(crate) fn conform_to_table(
-    def: &TableDef,
+    columns: &[ColumnDef],
     schema: &datafusion::arrow::datatypes::SchemaRef,
     batches: Vec<RecordBatch>,
 ) -> Result<Vec<RecordBatch>> {
@@ -488,13 +597,13 @@ pub(crate) fn conform_to_table(
             &Default::default(),
         )?);
     }
-    check_lengths(def, &out)?;
+    check_lengths(columns, &out)?;
     Ok(out)
 }
 
 /// `varchar(n)` refuses longer values, as in Postgres.
-fn check_lengths(def: &TableDef, batches: &[RecordBatch]) -> Result<()> {
-    for (i, column) in def.columns.iter().enumerate() {
+fn check_lengths(columns: &[ColumnDef], batches: &[RecordBatch]) -> Result<()> {
+    for (i, column) in columns.iter().enumerate() {
         let Some(max) = column.ty.max_length() else {
             continue;
         };
@@ -518,12 +627,16 @@ fn check_lengths(def: &TableDef, batches: &[RecordBatch]) -> Result<()> {
 }
 
 /// Checks that an `INSERT`'s computed columns may be assigned to the table's.
-fn check_insert_types(def: &TableDef, source: &LogicalPlan, from_values: bool) -> Result<()> {
+fn check_insert_types(
+    columns: &[ColumnDef],
+    source: &LogicalPlan,
+    from_values: bool,
+) -> Result<()> {
     let LogicalPlan::Projection(projection) = source else {
         return Ok(());
     };
     let input_schema = projection.input.schema();
-    for (expr, column) in projection.expr.iter().zip(&def.columns) {
+    for (expr, column) in projection.expr.iter().zip(columns) {
         let inner = uncast(expr);
         let Ok(from) = inner.get_type(input_schema) else {
             continue;

@@ -16,6 +16,7 @@ mod ddl;
 mod dml;
 mod names;
 mod query;
+mod streams;
 mod utility;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,6 +40,7 @@ use crate::relation::Table;
 use crate::settings::Settings;
 
 pub(crate) use dml::ModifyKind;
+pub(crate) use names::ident_name;
 
 /// Where a session stands with respect to a transaction block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +76,7 @@ enum Plan {
     },
     /// `INSERT`: the rows to add, computed by DataFusion.
     Insert {
-        table: Arc<Table>,
+        table: dml::InsertTarget,
         source: LogicalPlan,
     },
     /// `UPDATE` / `DELETE`: every row with its new values and whether the
@@ -201,6 +203,7 @@ impl Session {
         let ctx = SessionContext::new_with_state(state);
         let settings = Arc::new(RwLock::new(settings));
         functions::install(&ctx, &db, engine.static_tables(), &settings, user);
+        crate::streaming::window_function::install(&ctx, &db);
         crate::casts::install(&ctx, &settings);
         sessions_of_db.fetch_add(1, Ordering::AcqRel);
         Ok(Session {
@@ -327,6 +330,8 @@ impl Session {
         match object {
             ObjectDef::Table(def) => self.restore_table(def),
             ObjectDef::View(def) => self.restore_view(def).await,
+            ObjectDef::Stream(def) => self.restore_stream(def),
+            ObjectDef::MaterializedView(def) => self.start_materialized_view(def).await,
         }
     }
 
@@ -336,6 +341,7 @@ impl Session {
             Statement::Standard(stmt) => match stmt.as_ref() {
                 ast::Statement::Query(query) => {
                     let mut query = query.clone();
+                    crate::streaming::window_function::name_arguments(&mut query);
                     let names = column_names::alias_output_columns(
                         &mut query,
                         column_names::Aliasing::Internal,
@@ -372,6 +378,13 @@ impl Session {
                 other => Plan::Utility(utility::output_schema(other)),
             },
             Statement::ShowObjects(_) => Plan::Utility(Some(name_column_schema("Name"))),
+            Statement::ExplainMaterializedView(_) => {
+                Plan::Utility(Some(name_column_schema("QUERY PLAN")))
+            }
+            Statement::CreateStream(_)
+            | Statement::CreateMaterializedView(_)
+            | Statement::DropStream(_)
+            | Statement::Flush => Plan::Utility(None),
         };
         let prepared = Prepared {
             statement,
@@ -490,7 +503,12 @@ fn writes(statement: &Statement) -> bool {
                 | ast::Statement::Drop { .. }
                 | ast::Statement::CreateDatabase { .. }
         ),
-        Statement::ShowObjects(_) => false,
+        Statement::CreateStream(_)
+        | Statement::CreateMaterializedView(_)
+        | Statement::DropStream(_) => true,
+        Statement::ShowObjects(_) | Statement::ExplainMaterializedView(_) | Statement::Flush => {
+            false
+        }
     }
 }
 
@@ -508,6 +526,14 @@ fn renamed_schema(plan: &LogicalPlan, names: &[String]) -> SchemaRef {
         })
         .collect();
     Arc::new(Schema::new(fields))
+}
+
+/// The Postgres name of a column's type, for messages.
+pub(crate) fn type_name_of(field: &Field) -> String {
+    match weir_sql::SqlType::of_field(field) {
+        Some(ty) => ty.to_string(),
+        None => field.data_type().to_string(),
+    }
 }
 
 /// A one-column text schema (`SHOW` results).

@@ -51,6 +51,15 @@ impl Session {
     pub(crate) async fn execute_utility(&mut self, statement: &Statement) -> Result<Output> {
         let statement = match statement {
             Statement::ShowObjects(show) => return self.show_objects(show),
+            Statement::CreateStream(create) => return self.create_stream(create).await,
+            Statement::CreateMaterializedView(create) => {
+                return self.create_materialized_view(create).await;
+            }
+            Statement::ExplainMaterializedView(create) => {
+                return self.explain_materialized_view(create).await;
+            }
+            Statement::DropStream(drop) => return self.drop_stream(drop).await,
+            Statement::Flush => return self.flush().await,
             Statement::Standard(s) => s.as_ref(),
         };
         use ast::Statement as S;
@@ -297,7 +306,10 @@ impl Session {
                 .iter()
                 .map(|d| d.name.clone())
                 .collect(),
-            ObjectKind::Table | ObjectKind::View => self
+            ObjectKind::Table
+            | ObjectKind::View
+            | ObjectKind::Stream
+            | ObjectKind::MaterializedView => self
                 .db
                 .relations()
                 .into_iter()
@@ -306,6 +318,8 @@ impl Session {
                         (show.kind, r),
                         (ObjectKind::Table, Relation::Table(_))
                             | (ObjectKind::View, Relation::View(_))
+                            | (ObjectKind::Stream, Relation::Stream(_))
+                            | (ObjectKind::MaterializedView, Relation::MaterializedView(_))
                     )
                 })
                 .map(|r| r.name().to_string())

@@ -1,0 +1,283 @@
+//! Streaming DDL: `CREATE STREAM`, `CREATE MATERIALIZED VIEW` (and its
+//! `EXPLAIN`), `DROP STREAM`, `FLUSH`.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::Schema;
+use datafusion::sql::resolve::resolve_table_references;
+use datafusion::sql::sqlparser::ast;
+use weir_runtime::ViewSink;
+use weir_sql::{CreateMaterializedView, CreateStream, DropStream, Emit, SqlType, StreamKind};
+use weir_state::ViewData;
+
+use super::column_names::{Aliasing, alias_output_columns};
+use super::ddl::TableSpec;
+use super::names::ident_name;
+use super::{Session, name_column_schema};
+use crate::catalog::{ColumnDef, MaterializedViewDef, StreamDef, WatermarkSpec};
+use crate::error::{Result, WeirError, sqlstate};
+use crate::event_time::EventTime;
+use crate::output::{CommandTag, Output, Rows};
+use crate::relation::{MaterializedView, Relation, Stream};
+use crate::streaming::planner::{self, StreamPlan};
+use crate::streaming::window_function::name_arguments;
+
+impl Session {
+    pub(crate) async fn create_stream(&mut self, create: &CreateStream) -> Result<Output> {
+        if create.kind == StreamKind::Table {
+            let output = self
+                .create_table_from(TableSpec {
+                    name: &create.name,
+                    if_not_exists: create.if_not_exists,
+                    columns: &create.columns,
+                    constraints: &create.constraints,
+                    query: None,
+                    watermark: create.watermark.as_ref(),
+                    append_only: create.append_only,
+                })
+                .await?;
+            if !create.options.is_empty() {
+                return Err(WeirError::not_supported("WITH options on a table"));
+            }
+            return Ok(output);
+        }
+        if !create.constraints.is_empty() {
+            return Err(WeirError::new(
+                sqlstate::INVALID_TABLE_DEFINITION,
+                "a stream has no keys: it stores no rows",
+            )
+            .with_hint("Use CREATE TABLE for rows with a primary key."));
+        }
+        let name = self.relation_name(&create.name)?;
+        let engine = self.engine.clone();
+        let _ddl = engine.ddl_lock().await;
+        if let Some(existing) = self.db.relation(&name) {
+            if create.if_not_exists {
+                self.notice(format!("relation \"{name}\" already exists, skipping"));
+                return Ok(Output::Command(CommandTag::new("CREATE STREAM")));
+            }
+            return Err(WeirError::new(
+                sqlstate::DUPLICATE_TABLE,
+                format!("relation \"{}\" already exists", existing.name()),
+            ));
+        }
+        let mut columns = Vec::with_capacity(create.columns.len());
+        for column in &create.columns {
+            let column_name = ident_name(&column.name);
+            if columns.iter().any(|c: &ColumnDef| c.name == column_name) {
+                return Err(WeirError::new(
+                    sqlstate::DUPLICATE_COLUMN,
+                    format!("column \"{column_name}\" specified more than once"),
+                ));
+            }
+            columns.push(ColumnDef {
+                name: column_name,
+                ty: SqlType::from_ast(&column.data_type)?,
+                not_null: false,
+                default: None,
+            });
+        }
+        let def = StreamDef {
+            oid: self.engine.allocate_oid(),
+            name: name.clone(),
+            columns,
+            watermark: create.watermark.as_ref().map(|w| WatermarkSpec {
+                column: ident_name(&w.column),
+                expr: w.expr.to_string(),
+            }),
+            options: create.options.clone(),
+        };
+        let stream = self.build_stream(def)?;
+        self.db.add(Relation::Stream(stream.clone()));
+        if let Err(e) = self.engine.save().await {
+            self.db.remove(&name);
+            return Err(e);
+        }
+        crate::connectors::start(&self.db, &stream)?;
+        Ok(Output::Command(CommandTag::new("CREATE STREAM")))
+    }
+
+    /// Rebuilds a saved stream (at startup) and starts its connector.
+    pub(crate) fn restore_stream(&mut self, def: StreamDef) -> Result<()> {
+        let stream = self.build_stream(def)?;
+        self.db.add(Relation::Stream(stream.clone()));
+        crate::connectors::start(&self.db, &stream)
+    }
+
+    /// A stream from its definition (also at startup).
+    pub(crate) fn build_stream(&self, def: StreamDef) -> Result<Arc<Stream>> {
+        crate::connectors::check_options(&def)?;
+        let schema = Arc::new(Schema::new(
+            def.columns
+                .iter()
+                .map(|c| c.ty.field(&c.name, true))
+                .collect::<Vec<_>>(),
+        ));
+        let event_time = match &def.watermark {
+            Some(spec) => Some(EventTime::plan(spec, &schema, &self.ctx)?),
+            None => None,
+        };
+        Ok(Arc::new(Stream::new(def, schema, event_time)))
+    }
+
+    /// Plans a materialized view's query into a streaming job.
+    async fn plan_materialized_view(
+        &self,
+        query: &ast::Query,
+        emit: Emit,
+    ) -> Result<(StreamPlan, Vec<String>)> {
+        let mut query = Box::new(query.clone());
+        alias_output_columns(&mut query, Aliasing::Postgres);
+        name_arguments(&mut query);
+        let statement = ast::Statement::Query(query);
+        let (references, _) = resolve_table_references(
+            &datafusion::sql::parser::Statement::Statement(Box::new(statement.clone())),
+            true,
+        )?;
+        let logical = self.plan_query(&statement).await?;
+        let optimized = self.ctx.state().optimize(&logical)?;
+        let plan = planner::plan(&optimized, &self.db, &self.ctx, emit == Emit::OnWindowClose)?;
+        let mut depends_on: Vec<String> = references
+            .iter()
+            .map(|r| r.table().to_string())
+            .filter(|t| self.db.relation(t).is_some())
+            .chain(plan.sources.iter().cloned())
+            .collect();
+        depends_on.sort();
+        depends_on.dedup();
+        Ok((plan, depends_on))
+    }
+
+    pub(crate) async fn create_materialized_view(
+        &mut self,
+        create: &CreateMaterializedView,
+    ) -> Result<Output> {
+        let name = self.relation_name(&create.name)?;
+        let engine = self.engine.clone();
+        let ddl = engine.ddl_lock().await;
+        if let Some(existing) = self.db.relation(&name) {
+            if create.if_not_exists {
+                self.notice(format!("relation \"{name}\" already exists, skipping"));
+                return Ok(Output::Command(CommandTag::new("CREATE MATERIALIZED VIEW")));
+            }
+            return Err(WeirError::new(
+                sqlstate::DUPLICATE_TABLE,
+                format!("relation \"{}\" already exists", existing.name()),
+            ));
+        }
+        let def = MaterializedViewDef {
+            oid: self.engine.allocate_oid(),
+            name: name.clone(),
+            query: create.query.to_string(),
+            emit_on_window_close: create.emit == Emit::OnWindowClose,
+        };
+        self.start_materialized_view(def).await?;
+        if let Err(e) = self.engine.save().await {
+            self.db.remove(&name);
+            return Err(e);
+        }
+        drop(ddl);
+        // Return once the view holds what its inputs held (the backfill).
+        self.engine.flush().await?;
+        Ok(Output::Command(CommandTag::new("CREATE MATERIALIZED VIEW")))
+    }
+
+    /// Plans a materialized view, starts its job and adds it to the
+    /// database (also at startup).
+    pub(crate) async fn start_materialized_view(&self, def: MaterializedViewDef) -> Result<()> {
+        let query = parse_query(&def.query)?;
+        let emit = if def.emit_on_window_close {
+            Emit::OnWindowClose
+        } else {
+            Emit::OnUpdate
+        };
+        let (plan, depends_on) = self.plan_materialized_view(&query, emit).await?;
+        if depends_on.contains(&def.name) {
+            return Err(WeirError::new(
+                sqlstate::INVALID_OBJECT_DEFINITION,
+                format!("materialized view \"{}\" cannot read itself", def.name),
+            ));
+        }
+        let data = Arc::new(ViewData::new(plan.schema.clone())?);
+        let sink = ViewSink::new(data);
+        let view = Arc::new(MaterializedView::new(
+            def,
+            sink.clone(),
+            depends_on,
+            plan.watermark_columns.clone(),
+            plan.append_only,
+        ));
+        // Sources are subscribed and the view registered between two
+        // barriers, so that FLUSH waits for it or not at all.
+        let _barriers = self.engine.barrier_lock().await;
+        let job = plan.start(sink).await?;
+        view.set_job(job);
+        self.db.add(Relation::MaterializedView(view));
+        Ok(())
+    }
+
+    /// `EXPLAIN CREATE MATERIALIZED VIEW`: the operator graph.
+    pub(crate) async fn explain_materialized_view(
+        &mut self,
+        create: &CreateMaterializedView,
+    ) -> Result<Output> {
+        let (plan, _) = self
+            .plan_materialized_view(&create.query, create.emit)
+            .await?;
+        let mut lines = plan.explain();
+        lines.push(format!(
+            "output: {} ({} rows)",
+            plan.schema
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if plan.append_only {
+                "insert-only"
+            } else {
+                "updating"
+            }
+        ));
+        let schema = name_column_schema("QUERY PLAN");
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(lines))])?;
+        let stream = datafusion::physical_plan::memory::MemoryStream::try_new(
+            vec![batch],
+            schema.clone(),
+            None,
+        )?;
+        Ok(Output::Rows(Rows {
+            schema,
+            batches: Box::pin(stream),
+            command: "EXPLAIN",
+        }))
+    }
+
+    pub(crate) async fn drop_stream(&mut self, drop: &DropStream) -> Result<Output> {
+        self.drop_objects_of_kind("stream", &drop.names, drop.if_exists, drop.cascade)
+            .await?;
+        Ok(Output::Command(CommandTag::new("DROP STREAM")))
+    }
+
+    /// `FLUSH`: returns once every materialized view reflects every write
+    /// accepted before it.
+    pub(crate) async fn flush(&mut self) -> Result<Output> {
+        self.engine.flush().await?;
+        Ok(Output::Command(CommandTag::new("FLUSH")))
+    }
+}
+
+fn parse_query(sql: &str) -> Result<ast::Query> {
+    match weir_sql::parse_sql(sql)?.pop() {
+        Some(weir_sql::Statement::Standard(statement)) => match *statement {
+            ast::Statement::Query(query) => Ok(*query),
+            _ => Err(WeirError::internal(
+                "a materialized view's query is not a query",
+            )),
+        },
+        _ => Err(WeirError::internal(
+            "a materialized view's query does not parse",
+        )),
+    }
+}

@@ -1,0 +1,135 @@
+//! A stream: rows that flow through to the materialized views reading it and
+//! are not stored. It is fed by `INSERT` or by a connector.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::DataFusionError;
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use tokio::task::JoinHandle;
+use weir_runtime::{Chunk, Feed, Message};
+
+use crate::catalog::StreamDef;
+use crate::error::Result;
+use crate::event_time::EventTime;
+use crate::late_rows::LateRows;
+
+/// A stream.
+#[derive(Debug)]
+pub struct Stream {
+    pub def: StreamDef,
+    schema: SchemaRef,
+    pub feed: Arc<Feed>,
+    pub event_time: Option<EventTime>,
+    /// Serializes ingestion, so that rows and the watermarks they advance are
+    /// published in order.
+    pub(crate) ingest: tokio::sync::Mutex<()>,
+    connector: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Stream {
+    pub fn new(def: StreamDef, schema: SchemaRef, event_time: Option<EventTime>) -> Self {
+        Stream {
+            def,
+            feed: Feed::new(schema.clone()),
+            schema,
+            event_time,
+            ingest: tokio::sync::Mutex::new(()),
+            connector: Mutex::new(None),
+        }
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Keeps the connector task, stopped when the stream is dropped.
+    pub fn attach_connector(&self, task: JoinHandle<()>) {
+        let mut connector = self.connector.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(previous) = connector.replace(task) {
+            previous.abort();
+        }
+    }
+
+    /// Admits rows: late rows are recorded, the others published with the
+    /// watermark they advance. Returns the number of rows admitted.
+    pub async fn ingest(&self, batch: RecordBatch, late_rows: &LateRows) -> Result<usize> {
+        let _ingest = self.ingest.lock().await;
+        publish_admitted(
+            &self.def.name,
+            self.event_time.as_ref(),
+            late_rows,
+            &self.feed,
+            batch,
+        )
+        .await
+    }
+}
+
+/// Splits rows by event time (if any), records the late ones, publishes the
+/// others and the watermark they advanced. Returns the rows published.
+pub(crate) async fn publish_admitted(
+    relation: &str,
+    event_time: Option<&EventTime>,
+    late_rows: &LateRows,
+    feed: &Feed,
+    batch: RecordBatch,
+) -> Result<usize> {
+    let (rows, watermark) = match event_time {
+        Some(event_time) => {
+            let admitted = event_time.admit(&batch)?;
+            if let Some((late, marks)) = &admitted.late {
+                late_rows.record(relation, late, marks);
+            }
+            (admitted.on_time, admitted.watermark)
+        }
+        None => (batch, None),
+    };
+    let count = rows.num_rows();
+    if count > 0 {
+        feed.publish(Message::Chunk(Chunk::inserts(rows))).await;
+    }
+    if let Some(watermark) = watermark {
+        feed.publish(Message::Watermark(watermark)).await;
+    }
+    Ok(count)
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let connector = self.connector.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(task) = connector.take() {
+            task.abort();
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for Stream {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        Err(DataFusionError::NotImplemented(format!(
+            "reading stream \"{}\" in a one-off query (a stream stores no rows; \
+             read it in a materialized view)",
+            self.def.name
+        )))
+    }
+}

@@ -1,0 +1,483 @@
+//! From a query's DataFusion logical plan to a streaming job.
+//!
+//! DataFusion plans (and optimizes) the query of a materialized view; the
+//! planner walks that plan and builds the operator graph that keeps its
+//! result up to date: scans become subscriptions to the changelogs of tables,
+//! streams and materialized views; projections, filters, window table
+//! functions, aggregations and unions become operators.
+//!
+//! Along the way it tracks, for every column, whether it carries a watermark
+//! (the event time of a source, a window bound, a monotone function of
+//! those), and whether the changelog can delete rows. A GROUP BY on a column
+//! with a watermark makes a windowed aggregation: its groups close when the
+//! watermark passes them.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::DFSchema;
+use datafusion::datasource::source_as_provider;
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column;
+#[allow(deprecated)]
+// LoweredAggregateBuilder needs a planning context DataFusion does not export yet
+use datafusion::physical_planner::create_aggregate_expr_and_maybe_filter;
+use weir_runtime::operators::project::watermark_input;
+use weir_runtime::operators::{
+    Aggregate, AggregateCall, AssignWindows, Filter, Project, Union, WindowClose,
+};
+use weir_runtime::{Chunk, Input, JobGraph, Message, Operator, Outputs, ViewSink};
+
+use super::window_function::WindowTable;
+use crate::database::Database;
+use crate::error::{Result, WeirError, sqlstate};
+use crate::relation::Relation;
+
+/// Where a node reads from.
+enum Source {
+    Node(usize),
+    Relation(Relation),
+}
+
+/// A node of the plan.
+struct Node {
+    operator: Box<dyn Operator>,
+    inputs: Vec<Source>,
+}
+
+/// What a lowered part of the plan produces.
+struct Lowered {
+    source: Source,
+    schema: SchemaRef,
+    /// Columns that carry a watermark.
+    watermarks: BTreeSet<usize>,
+    /// Its changelog only inserts.
+    append_only: bool,
+}
+
+/// A streaming job, planned and not started.
+pub struct StreamPlan {
+    nodes: Vec<Node>,
+    /// The relations the job reads.
+    pub sources: Vec<String>,
+    pub schema: SchemaRef,
+    /// Output columns that carry a watermark.
+    pub watermark_columns: Vec<usize>,
+    /// The output only inserts.
+    pub append_only: bool,
+}
+
+/// Plans the job of a materialized view's query.
+pub fn plan(
+    plan: &LogicalPlan,
+    db: &Database,
+    ctx: &SessionContext,
+    emit_on_window_close: bool,
+) -> Result<StreamPlan> {
+    let mut planner = Planner {
+        db,
+        ctx,
+        nodes: Vec::new(),
+        sources: Vec::new(),
+        emit_on_window_close,
+        windowed: false,
+    };
+    let root = planner.lower(plan)?;
+    if emit_on_window_close && !planner.windowed {
+        return Err(WeirError::new(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            "EMIT ON WINDOW CLOSE needs a GROUP BY on a window column \
+             (window_start or window_end) of a source with a watermark",
+        ));
+    }
+    // The job ends with an operator whose output goes to the view; a plan
+    // that is only a scan gets a pass-through projection.
+    if let Source::Relation(_) = root.source {
+        let exprs = (0..root.schema.fields().len())
+            .map(|i| Arc::new(Column::new(root.schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
+            .collect();
+        planner.nodes.push(Node {
+            operator: Box::new(Project::new(
+                exprs,
+                root.schema.clone(),
+                root.schema.clone(),
+            )),
+            inputs: vec![root.source],
+        });
+    }
+    let mut sources = planner.sources;
+    sources.sort();
+    sources.dedup();
+    Ok(StreamPlan {
+        nodes: planner.nodes,
+        sources,
+        schema: root.schema,
+        watermark_columns: root.watermarks.into_iter().collect(),
+        append_only: root.append_only,
+    })
+}
+
+struct Planner<'a> {
+    db: &'a Database,
+    ctx: &'a SessionContext,
+    nodes: Vec<Node>,
+    sources: Vec<String>,
+    emit_on_window_close: bool,
+    /// A windowed aggregation was planned.
+    windowed: bool,
+}
+
+fn unsupported(what: &str) -> WeirError {
+    WeirError::new(
+        sqlstate::FEATURE_NOT_SUPPORTED,
+        format!("{what} is not supported in a materialized view yet"),
+    )
+}
+
+impl Planner<'_> {
+    fn add(&mut self, operator: Box<dyn Operator>, inputs: Vec<Source>) -> Source {
+        self.nodes.push(Node { operator, inputs });
+        Source::Node(self.nodes.len() - 1)
+    }
+
+    fn lower(&mut self, plan: &LogicalPlan) -> Result<Lowered> {
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                let provider = source_as_provider(&scan.source)?;
+                let mut lowered =
+                    if let Some(window) = provider.as_ref().downcast_ref::<WindowTable>() {
+                        let source = self.relation(&window.source)?;
+                        let schema = window.schema_ref();
+                        let time = window.spec.time_column;
+                        let mut watermarks = BTreeSet::new();
+                        if source.watermarks.contains(&time) {
+                            watermarks.insert(time);
+                            watermarks.insert(schema.fields().len() - 2);
+                            watermarks.insert(schema.fields().len() - 1);
+                        }
+                        let node = self.add(
+                            Box::new(AssignWindows::new(window.spec.clone(), schema.clone())),
+                            vec![source.source],
+                        );
+                        Lowered {
+                            source: node,
+                            schema,
+                            watermarks,
+                            append_only: source.append_only,
+                        }
+                    } else {
+                        let name = scan.table_name.table();
+                        let relation = self
+                            .db
+                            .relation(name)
+                            .ok_or_else(|| WeirError::undefined_table(name))?;
+                        self.relation(&relation)?
+                    };
+                if let Some(projection) = &scan.projection {
+                    lowered = self.select_columns(lowered, projection)?;
+                }
+                for filter in &scan.filters {
+                    lowered = self.filter(lowered, filter, scan.projected_schema.as_ref())?;
+                }
+                Ok(lowered)
+            }
+            LogicalPlan::Projection(projection) => {
+                let input = self.lower(&projection.input)?;
+                let input_schema = projection.input.schema();
+                let exprs = projection
+                    .expr
+                    .iter()
+                    .map(|e| self.physical(e, input_schema))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut watermarks = BTreeSet::new();
+                for (i, expr) in exprs.iter().enumerate() {
+                    if let Some(column) = watermark_input(expr)?
+                        && input.watermarks.contains(&column)
+                    {
+                        watermarks.insert(i);
+                    }
+                }
+                let schema: SchemaRef = Arc::new(projection.schema.as_arrow().clone());
+                let node = self.add(
+                    Box::new(Project::new(exprs, input.schema.clone(), schema.clone())),
+                    vec![input.source],
+                );
+                Ok(Lowered {
+                    source: node,
+                    schema,
+                    watermarks,
+                    append_only: input.append_only,
+                })
+            }
+            LogicalPlan::Filter(filter) => {
+                let input = self.lower(&filter.input)?;
+                self.filter(input, &filter.predicate, filter.input.schema())
+            }
+            LogicalPlan::SubqueryAlias(alias) => self.lower(&alias.input),
+            LogicalPlan::Aggregate(aggregate) => {
+                if aggregate
+                    .group_expr
+                    .iter()
+                    .any(|e| matches!(e, Expr::GroupingSet(_)))
+                {
+                    return Err(unsupported("GROUPING SETS, ROLLUP or CUBE"));
+                }
+                let input = self.lower(&aggregate.input)?;
+                let input_schema = aggregate.input.schema();
+                let group_exprs = aggregate
+                    .group_expr
+                    .iter()
+                    .map(|e| self.physical(e, input_schema))
+                    .collect::<Result<Vec<_>>>()?;
+                let props = self.ctx.state().execution_props().clone();
+                let calls = aggregate
+                    .aggr_expr
+                    .iter()
+                    .map(|e| {
+                        #[allow(deprecated)]
+                        let (function, filter, order_by) = create_aggregate_expr_and_maybe_filter(
+                            e,
+                            input_schema,
+                            input_schema.as_arrow(),
+                            &props,
+                        )?;
+                        if !order_by.is_empty() {
+                            return Err(unsupported("an aggregate with ORDER BY"));
+                        }
+                        Ok(AggregateCall { function, filter })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                // A group key that carries a watermark is a window: its
+                // groups close as the watermark passes them.
+                let mut window = None;
+                let mut watermarks = BTreeSet::new();
+                for (key, expr) in group_exprs.iter().enumerate() {
+                    if let Some(column) = expr.downcast_ref::<Column>()
+                        && input.watermarks.contains(&column.index())
+                    {
+                        watermarks.insert(key);
+                        if window.is_none() {
+                            window = Some(WindowClose {
+                                key,
+                                input_column: column.index(),
+                                emit_on_close: self.emit_on_window_close,
+                            });
+                        }
+                    }
+                }
+                if window.is_some() {
+                    self.windowed = true;
+                }
+                let schema: SchemaRef = Arc::new(aggregate.schema.as_arrow().clone());
+                let operator = Aggregate::new(
+                    group_exprs,
+                    calls,
+                    schema.clone(),
+                    window,
+                    !input.append_only,
+                )?;
+                let node = self.add(Box::new(operator), vec![input.source]);
+                Ok(Lowered {
+                    source: node,
+                    schema,
+                    watermarks,
+                    append_only: window.is_some_and(|w| w.emit_on_close),
+                })
+            }
+            LogicalPlan::Union(union) => {
+                let inputs = union
+                    .inputs
+                    .iter()
+                    .map(|i| self.lower(i))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut watermarks = inputs
+                    .first()
+                    .map(|i| i.watermarks.clone())
+                    .unwrap_or_default();
+                for input in &inputs {
+                    watermarks = watermarks
+                        .intersection(&input.watermarks)
+                        .copied()
+                        .collect();
+                }
+                let append_only = inputs.iter().all(|i| i.append_only);
+                let schema: SchemaRef = Arc::new(union.schema.as_arrow().clone());
+                let sources = inputs.into_iter().map(|i| i.source).collect();
+                let node = self.add(Box::new(Union::new(schema.clone())), sources);
+                Ok(Lowered {
+                    source: node,
+                    schema,
+                    watermarks,
+                    append_only,
+                })
+            }
+            LogicalPlan::Join(_) => Err(unsupported("a join")),
+            LogicalPlan::Sort(_) => Err(unsupported("ORDER BY")),
+            LogicalPlan::Limit(_) => Err(unsupported("LIMIT")),
+            LogicalPlan::Window(_) => Err(unsupported("a window function (OVER)")),
+            LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT ON")),
+            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => Err(unsupported(
+                "a query without a table, stream or view to read",
+            )),
+            other => Err(unsupported(&format!("{} in a query", other.display()))),
+        }
+    }
+
+    /// The changelog of a relation.
+    fn relation(&mut self, relation: &Relation) -> Result<Lowered> {
+        let (watermarks, append_only): (BTreeSet<usize>, bool) = match relation {
+            Relation::Table(t) => (
+                t.event_time.iter().map(|e| e.column).collect(),
+                t.def.append_only,
+            ),
+            Relation::Stream(s) => (s.event_time.iter().map(|e| e.column).collect(), true),
+            Relation::MaterializedView(m) => {
+                (m.watermark_columns.iter().copied().collect(), m.append_only)
+            }
+            Relation::View(v) => {
+                return Err(WeirError::internal(format!(
+                    "view \"{}\" was not inlined",
+                    v.def.name
+                )));
+            }
+        };
+        self.sources.push(relation.name().to_string());
+        Ok(Lowered {
+            source: Source::Relation(relation.clone()),
+            schema: relation.schema(),
+            watermarks,
+            append_only,
+        })
+    }
+
+    fn select_columns(&mut self, input: Lowered, columns: &[usize]) -> Result<Lowered> {
+        let fields: Vec<_> = columns
+            .iter()
+            .map(|&i| input.schema.field(i).clone())
+            .collect();
+        let schema: SchemaRef = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+        let exprs = columns
+            .iter()
+            .map(|&i| {
+                Arc::new(Column::new(input.schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>
+            })
+            .collect();
+        let watermarks = columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| input.watermarks.contains(c))
+            .map(|(i, _)| i)
+            .collect();
+        let node = self.add(
+            Box::new(Project::new(exprs, input.schema.clone(), schema.clone())),
+            vec![input.source],
+        );
+        Ok(Lowered {
+            source: node,
+            schema,
+            watermarks,
+            append_only: input.append_only,
+        })
+    }
+
+    fn filter(&mut self, input: Lowered, predicate: &Expr, schema: &DFSchema) -> Result<Lowered> {
+        let predicate = self.physical(predicate, schema)?;
+        let node = self.add(Box::new(Filter::new(predicate)), vec![input.source]);
+        Ok(Lowered {
+            source: node,
+            ..input
+        })
+    }
+
+    fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+        Ok(self.ctx.create_physical_expr(expr.clone(), schema)?)
+    }
+}
+
+impl StreamPlan {
+    /// The operator graph, one line per operator, as `EXPLAIN` shows it.
+    pub fn explain(&self) -> Vec<String> {
+        let mut lines = Vec::with_capacity(self.nodes.len() + 1);
+        for (id, node) in self.nodes.iter().enumerate().rev() {
+            let inputs: Vec<String> = node
+                .inputs
+                .iter()
+                .map(|i| match i {
+                    Source::Node(n) => format!("#{n}"),
+                    Source::Relation(r) => format!("{} {}", r.kind_name(), r.name()),
+                })
+                .collect();
+            let describe = node.operator.describe();
+            let mut line = format!("#{id} {}", node.operator.name());
+            if !describe.is_empty() {
+                line.push_str(&format!(" {describe}"));
+            }
+            line.push_str(&format!(" (parallelism 1) <- {}", inputs.join(", ")));
+            lines.push(line);
+        }
+        lines
+    }
+
+    /// Subscribes to the sources (each starting with its current content) and
+    /// starts the job, delivering to `sink`. The caller holds the barrier
+    /// lock, so that no barrier reaches some sources and not others.
+    pub async fn start(self, sink: Arc<ViewSink>) -> Result<weir_runtime::Job> {
+        let mut graph = JobGraph::default();
+        for node in self.nodes {
+            let mut inputs = Vec::with_capacity(node.inputs.len());
+            for input in node.inputs {
+                inputs.push(match input {
+                    Source::Node(id) => Input::Node(id),
+                    Source::Relation(relation) => {
+                        let label = format!("{} {}", relation.kind_name(), relation.name());
+                        Input::Source(label, subscribe(&relation).await?)
+                    }
+                });
+            }
+            graph.add(node.operator, inputs);
+        }
+        Ok(graph.spawn(Outputs::View(sink)))
+    }
+}
+
+/// A subscription to a relation's changelog, starting with its content.
+async fn subscribe(relation: &Relation) -> Result<tokio::sync::mpsc::Receiver<Message>> {
+    Ok(match relation {
+        Relation::Table(table) => {
+            // No write between reading the rows and subscribing.
+            let writer = table.data.writer().await;
+            let mut backfill: Vec<Message> = writer
+                .snapshot()
+                .iter()
+                .map(|b| Message::Chunk(Chunk::inserts(b.clone())))
+                .collect();
+            if let Some(watermark) = table.event_time.as_ref().and_then(|e| e.current()) {
+                backfill.push(Message::Watermark(watermark));
+            }
+            let receiver = table.feed.subscribe(backfill).await;
+            drop(writer);
+            receiver
+        }
+        Relation::Stream(stream) => {
+            let _ingest = stream.ingest.lock().await;
+            let backfill = stream
+                .event_time
+                .as_ref()
+                .and_then(|e| e.current())
+                .map(Message::Watermark)
+                .into_iter()
+                .collect();
+            stream.feed.subscribe(backfill).await
+        }
+        Relation::MaterializedView(view) => view.sink.subscribe().await?,
+        Relation::View(view) => {
+            return Err(WeirError::internal(format!(
+                "view \"{}\" cannot be subscribed to",
+                view.def.name
+            )));
+        }
+    })
+}

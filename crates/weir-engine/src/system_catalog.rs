@@ -1,0 +1,253 @@
+//! The `weir_catalog` schema: the state of streaming, as tables.
+//!
+//! - `weir_catalog.jobs`: one row per materialized view's job (status, state);
+//! - `weir_catalog.operators`: one row per operator of each job (rows in and
+//!   out, current watermark, state size);
+//! - `weir_catalog.sources`: tables and streams with event time (watermark,
+//!   late rows counted);
+//! - `weir_catalog.late_rows`: the late rows kept, with the watermark each
+//!   found when it arrived.
+//!
+//! Each read builds the rows afresh from the running jobs.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::common::Result as DfResult;
+use datafusion::datasource::MemTable;
+use weir_runtime::{JobStatus, NodeInfo};
+use weir_sql::SqlType;
+
+use crate::database::Database;
+use crate::relation::Relation;
+use crate::text_format::{OutputFormat, write_text};
+
+/// The name of the schema.
+pub const SYSTEM_SCHEMA: &str = "weir_catalog";
+
+const TABLES: [&str; 4] = ["jobs", "late_rows", "operators", "sources"];
+
+/// The `weir_catalog` schema of one database.
+#[derive(Debug)]
+pub struct SystemSchema {
+    db: std::sync::Weak<Database>,
+}
+
+impl SystemSchema {
+    pub fn new(db: &Arc<Database>) -> Self {
+        SystemSchema {
+            db: Arc::downgrade(db),
+        }
+    }
+}
+
+fn schema(columns: &[(&str, SqlType)]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|(name, ty)| ty.field(name, true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn text(values: Vec<Option<String>>) -> ArrayRef {
+    Arc::new(StringArray::from(values))
+}
+
+fn bigint(values: Vec<i64>) -> ArrayRef {
+    Arc::new(Int64Array::from(values))
+}
+
+fn timestamptz(values: Vec<Option<i64>>) -> ArrayRef {
+    let zone = match SqlType::TimestampTz.arrow_type() {
+        datafusion::arrow::datatypes::DataType::Timestamp(_, zone) => zone,
+        _ => None,
+    };
+    Arc::new(TimestampMicrosecondArray::from(values).with_timezone_opt(zone))
+}
+
+/// A watermark in Postgres' text format.
+fn watermark_text(value: &datafusion::common::ScalarValue) -> Option<String> {
+    let array = value.to_array().ok()?;
+    let mut out = String::new();
+    write_text(&array, 0, &OutputFormat::default(), &mut out).ok()?;
+    Some(out)
+}
+
+fn jobs(db: &Database) -> DfResult<RecordBatch> {
+    let schema = schema(&[
+        ("name", SqlType::Text),
+        ("status", SqlType::Text),
+        ("error", SqlType::Text),
+        ("operators", SqlType::BigInt),
+        ("state_bytes", SqlType::BigInt),
+    ]);
+    let (mut names, mut statuses, mut errors, mut operators, mut bytes) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for relation in db.relations() {
+        let Relation::MaterializedView(view) = relation else {
+            continue;
+        };
+        names.push(Some(view.def.name.clone()));
+        match view.status() {
+            JobStatus::Running => {
+                statuses.push(Some("running".to_string()));
+                errors.push(None);
+            }
+            JobStatus::Failed(error) => {
+                statuses.push(Some("failed".to_string()));
+                errors.push(Some(error));
+            }
+        }
+        let (count, state) = view
+            .with_job(|job| (job.nodes.len() as i64, job.state_bytes() as i64))
+            .unwrap_or((0, 0));
+        operators.push(count);
+        bytes.push(state);
+    }
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            text(names),
+            text(statuses),
+            text(errors),
+            bigint(operators),
+            bigint(bytes),
+        ],
+    )?)
+}
+
+fn operators(db: &Database) -> DfResult<RecordBatch> {
+    let schema = schema(&[
+        ("job", SqlType::Text),
+        ("id", SqlType::BigInt),
+        ("operator", SqlType::Text),
+        ("detail", SqlType::Text),
+        ("inputs", SqlType::Text),
+        ("parallelism", SqlType::BigInt),
+        ("rows_in", SqlType::BigInt),
+        ("rows_out", SqlType::BigInt),
+        ("watermark", SqlType::Text),
+        ("state_bytes", SqlType::BigInt),
+    ]);
+    struct Row {
+        job: String,
+        node: NodeInfo,
+    }
+    let mut rows = Vec::new();
+    for relation in db.relations() {
+        let Relation::MaterializedView(view) = relation else {
+            continue;
+        };
+        view.with_job(|job| {
+            rows.extend(job.nodes.iter().map(|node| Row {
+                job: view.def.name.clone(),
+                node: node.clone(),
+            }))
+        });
+    }
+    let texts = |f: &dyn Fn(&Row) -> Option<String>| text(rows.iter().map(f).collect());
+    let numbers = |f: &dyn Fn(&Row) -> i64| bigint(rows.iter().map(f).collect());
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            texts(&|r| Some(r.job.clone())),
+            numbers(&|r| r.node.id as i64),
+            texts(&|r| Some(r.node.name.to_string())),
+            texts(&|r| Some(r.node.describe.clone())),
+            texts(&|r| Some(r.node.inputs.join(", "))),
+            numbers(&|_| 1),
+            numbers(&|r| r.node.metrics.rows_in.load(Ordering::Relaxed) as i64),
+            numbers(&|r| r.node.metrics.rows_out.load(Ordering::Relaxed) as i64),
+            texts(&|r| r.node.metrics.watermark().as_ref().and_then(watermark_text)),
+            numbers(&|r| r.node.metrics.state_bytes.load(Ordering::Relaxed) as i64),
+        ],
+    )?)
+}
+
+fn sources(db: &Database) -> DfResult<RecordBatch> {
+    let schema = schema(&[
+        ("name", SqlType::Text),
+        ("kind", SqlType::Text),
+        ("event_time_column", SqlType::Text),
+        ("watermark", SqlType::TimestampTz),
+        ("late_rows", SqlType::BigInt),
+    ]);
+    let (mut names, mut kinds, mut columns, mut marks, mut late) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for relation in db.relations() {
+        let (kind, event_time, schema) = match &relation {
+            Relation::Table(t) => ("table", t.event_time.as_ref(), t.schema_ref().clone()),
+            Relation::Stream(s) => ("stream", s.event_time.as_ref(), s.schema().clone()),
+            _ => continue,
+        };
+        names.push(Some(relation.name().to_string()));
+        kinds.push(Some(kind.to_string()));
+        columns.push(event_time.map(|e| schema.field(e.column).name().clone()));
+        marks.push(event_time.and_then(|e| e.current_micros()));
+        late.push(db.late_rows().count(relation.name()) as i64);
+    }
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            text(names),
+            text(kinds),
+            text(columns),
+            timestamptz(marks),
+            bigint(late),
+        ],
+    )?)
+}
+
+fn late_rows(db: &Database) -> DfResult<RecordBatch> {
+    let schema = schema(&[
+        ("relation", SqlType::Text),
+        ("row", SqlType::Text),
+        ("watermark", SqlType::TimestampTz),
+        ("arrived_at", SqlType::TimestampTz),
+    ]);
+    let rows = db.late_rows().rows();
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            text(rows.iter().map(|r| Some(r.relation.clone())).collect()),
+            text(rows.iter().map(|r| Some(r.row.clone())).collect()),
+            timestamptz(rows.iter().map(|r| Some(r.watermark)).collect()),
+            timestamptz(rows.iter().map(|r| Some(r.arrived_at)).collect()),
+        ],
+    )?)
+}
+
+#[async_trait]
+impl SchemaProvider for SystemSchema {
+    fn table_names(&self) -> Vec<String> {
+        TABLES.iter().map(|t| t.to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let Some(db) = self.db.upgrade() else {
+            return Ok(None);
+        };
+        let batch = match name {
+            "jobs" => jobs(&db)?,
+            "operators" => operators(&db)?,
+            "sources" => sources(&db)?,
+            "late_rows" => late_rows(&db)?,
+            _ => return Ok(None),
+        };
+        Ok(Some(Arc::new(MemTable::try_new(
+            batch.schema(),
+            vec![vec![batch]],
+        )?)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        TABLES.contains(&name)
+    }
+}

@@ -1,0 +1,205 @@
+//! Runs one operator as a tokio task: reads its inputs, aligns barriers,
+//! combines watermarks, and sends what the operator produces downstream.
+//!
+//! - A barrier is handed to the operator once it arrived on every input; an
+//!   input that delivered it is not read again until then, so the operator
+//!   sees exactly the messages sent before the barrier on every input.
+//! - A watermark for a column is handed to the operator as the minimum over
+//!   the inputs, once every input has sent one, and only when it advances.
+//! - When every input has ended, the outputs are closed.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+
+use datafusion::common::ScalarValue;
+use tokio::sync::mpsc;
+
+use crate::feed::Feed;
+use crate::message::{Barrier, Message, Watermark};
+use crate::operator::{Operator, Result};
+use crate::view_sink::ViewSink;
+
+/// Where a node sends what it produces.
+#[derive(Debug, Clone)]
+pub enum Outputs {
+    /// Downstream nodes of the same job (each gets every message).
+    Channels(Vec<mpsc::Sender<Message>>),
+    /// A changelog other jobs subscribe to.
+    Feed(Arc<Feed>),
+    /// A materialized view: its rows, and its changelog.
+    View(Arc<ViewSink>),
+}
+
+impl Outputs {
+    async fn send(&self, message: Message) -> bool {
+        match self {
+            Outputs::Channels(senders) => {
+                let mut alive = senders.is_empty();
+                for sender in senders {
+                    alive |= sender.send(message.clone()).await.is_ok();
+                }
+                alive
+            }
+            Outputs::Feed(feed) => {
+                feed.publish(message).await;
+                true
+            }
+            Outputs::View(view) => match view.deliver(message).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(error = %e, "a materialized view could not apply a change");
+                    false
+                }
+            },
+        }
+    }
+}
+
+/// What a running node reports (the jobs system table shows it).
+#[derive(Debug, Default)]
+pub struct NodeMetrics {
+    pub rows_in: AtomicU64,
+    pub rows_out: AtomicU64,
+    pub state_bytes: AtomicU64,
+    /// The last watermark the node passed on, per column.
+    pub watermarks: Mutex<HashMap<usize, ScalarValue>>,
+}
+
+impl NodeMetrics {
+    pub fn watermark(&self) -> Option<ScalarValue> {
+        let watermarks = self.watermarks.lock().unwrap_or_else(|p| p.into_inner());
+        watermarks
+            .iter()
+            .min_by_key(|(column, _)| **column)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// Runs `operator` until its inputs end, its outputs go away, or it fails.
+pub async fn run(
+    mut operator: Box<dyn Operator>,
+    mut inputs: Vec<mpsc::Receiver<Message>>,
+    outputs: Outputs,
+    metrics: Arc<NodeMetrics>,
+) -> Result<()> {
+    let n = inputs.len();
+    let mut ended = vec![false; n];
+    let mut holding = vec![false; n];
+    let mut barrier: Option<Barrier> = None;
+    let mut input_watermarks: Vec<HashMap<usize, ScalarValue>> = vec![HashMap::new(); n];
+    let mut emitted: HashMap<usize, ScalarValue> = HashMap::new();
+    let mut next_input = 0;
+    let mut out = Vec::new();
+    loop {
+        if ended.iter().all(|e| *e) {
+            return Ok(());
+        }
+        // The next message from an input that is neither ended nor holding
+        // at a barrier, taking inputs in turn.
+        let (input, message) = poll_fn(|cx| {
+            for k in 0..n {
+                let i = (next_input + k) % n;
+                if ended[i] || holding[i] {
+                    continue;
+                }
+                if let Poll::Ready(message) = inputs[i].poll_recv(cx) {
+                    return Poll::Ready((i, message));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        next_input = (input + 1) % n.max(1);
+        match message {
+            None => {
+                ended[input] = true;
+                input_watermarks[input].clear();
+            }
+            Some(Message::Chunk(chunk)) => {
+                metrics
+                    .rows_in
+                    .fetch_add(chunk.num_rows() as u64, Ordering::Relaxed);
+                operator.process_chunk(input, chunk, &mut out)?;
+            }
+            Some(Message::Watermark(watermark)) => {
+                input_watermarks[input].insert(watermark.column, watermark.value.clone());
+                if let Some(combined) =
+                    combined_watermark(&input_watermarks, &ended, watermark.column)
+                    && emitted
+                        .get(&watermark.column)
+                        .is_none_or(|previous| combined > *previous)
+                {
+                    emitted.insert(watermark.column, combined.clone());
+                    operator.process_watermark(
+                        Watermark {
+                            column: watermark.column,
+                            value: combined,
+                        },
+                        &mut out,
+                    )?;
+                }
+            }
+            Some(Message::Barrier(b)) => {
+                holding[input] = true;
+                barrier = Some(b);
+            }
+        }
+        // Every live input delivered the barrier: the operator has seen all
+        // that came before it.
+        if let Some(b) = barrier
+            && (0..n).all(|i| ended[i] || holding[i])
+        {
+            operator.process_barrier(b, &mut out)?;
+            out.push(Message::Barrier(b));
+            holding.iter_mut().for_each(|h| *h = false);
+            barrier = None;
+        }
+        metrics
+            .state_bytes
+            .store(operator.state_bytes() as u64, Ordering::Relaxed);
+        for message in out.drain(..) {
+            match &message {
+                Message::Chunk(chunk) => {
+                    metrics
+                        .rows_out
+                        .fetch_add(chunk.num_rows() as u64, Ordering::Relaxed);
+                }
+                Message::Watermark(w) => {
+                    metrics
+                        .watermarks
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(w.column, w.value.clone());
+                }
+                Message::Barrier(_) => {}
+            }
+            if !outputs.send(message).await {
+                // Nobody downstream any more: the job is being stopped.
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The watermark of a column over all inputs still running: their minimum,
+/// once each of them has one.
+fn combined_watermark(
+    inputs: &[HashMap<usize, ScalarValue>],
+    ended: &[bool],
+    column: usize,
+) -> Option<ScalarValue> {
+    let mut min: Option<&ScalarValue> = None;
+    for (i, watermarks) in inputs.iter().enumerate() {
+        if ended[i] {
+            continue;
+        }
+        let value = watermarks.get(&column)?;
+        if min.is_none_or(|m| value < m) {
+            min = Some(value);
+        }
+    }
+    min.cloned()
+}

@@ -1,0 +1,137 @@
+//! A changelog that jobs subscribe to: the writes of a table or a stream, or
+//! the changes of a materialized view.
+//!
+//! Publishing sends a message to every subscriber in turn and waits for room
+//! in their bounded channels, so a slow job slows the writers of its inputs
+//! instead of queueing without bound. Messages reach every subscriber in the
+//! order they were published. A new subscriber first receives its backfill
+//! (the current content) and then every message published after it.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use tokio::sync::{Mutex, mpsc};
+
+use crate::message::Message;
+
+/// Messages a subscriber can have in flight before publishing waits.
+pub const CHANNEL_CAPACITY: usize = 16;
+
+/// The subscribers of one changelog.
+#[derive(Debug)]
+pub struct Feed {
+    schema: SchemaRef,
+    subscribers: Mutex<Vec<mpsc::Sender<Message>>>,
+}
+
+impl Feed {
+    pub fn new(schema: SchemaRef) -> Arc<Feed> {
+        Arc::new(Feed {
+            schema,
+            subscribers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Sends a message to every subscriber. Subscribers that went away are
+    /// forgotten.
+    pub async fn publish(&self, message: Message) {
+        let mut subscribers = self.subscribers.lock().await;
+        let mut gone = Vec::new();
+        for (i, subscriber) in subscribers.iter().enumerate() {
+            if subscriber.send(message.clone()).await.is_err() {
+                gone.push(i);
+            }
+        }
+        for i in gone.into_iter().rev() {
+            subscribers.swap_remove(i);
+        }
+    }
+
+    /// Whether anyone listens (writers may skip building changes otherwise).
+    pub async fn has_subscribers(&self) -> bool {
+        !self.subscribers.lock().await.is_empty()
+    }
+
+    /// A new subscription that starts with `backfill`. The caller must hold
+    /// whatever keeps the content from changing between reading the backfill
+    /// and this call (the table's writer), so that nothing is missed or seen
+    /// twice.
+    pub async fn subscribe(&self, backfill: Vec<Message>) -> mpsc::Receiver<Message> {
+        let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+        // The backfill may not fit in the channel: hand it over from a task
+        // that the subscriber drains, and register the subscriber after it so
+        // that live messages follow the backfill.
+        let mut subscribers = self.subscribers.lock().await;
+        if backfill.is_empty() {
+            subscribers.push(sender);
+            return receiver;
+        }
+        let (live, live_receiver) = mpsc::channel(CHANNEL_CAPACITY);
+        subscribers.push(live);
+        drop(subscribers);
+        tokio::spawn(forward(backfill, live_receiver, sender));
+        receiver
+    }
+}
+
+/// Sends the backfill, then everything published since the subscription.
+async fn forward(
+    backfill: Vec<Message>,
+    mut live: mpsc::Receiver<Message>,
+    out: mpsc::Sender<Message>,
+) {
+    for message in backfill {
+        if out.send(message).await.is_err() {
+            return;
+        }
+    }
+    while let Some(message) = live.recv().await {
+        if out.send(message).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Barrier;
+    use arrow::datatypes::Schema;
+
+    #[tokio::test]
+    async fn subscribers_get_backfill_then_live_messages_in_order() {
+        let feed = Feed::new(Arc::new(Schema::empty()));
+        let backfill: Vec<Message> = (0..40)
+            .map(|epoch| Message::Barrier(Barrier { epoch }))
+            .collect();
+        let mut receiver = feed.subscribe(backfill).await;
+        let publisher = {
+            let feed = feed.clone();
+            tokio::spawn(async move {
+                for epoch in 40..100 {
+                    feed.publish(Message::Barrier(Barrier { epoch })).await;
+                }
+            })
+        };
+        for expected in 0..100 {
+            match receiver.recv().await {
+                Some(Message::Barrier(b)) => assert_eq!(b.epoch, expected),
+                other => panic!("expected barrier {expected}, got {other:?}"),
+            }
+        }
+        publisher.await.expect("publisher");
+    }
+
+    #[tokio::test]
+    async fn closed_subscribers_are_dropped() {
+        let feed = Feed::new(Arc::new(Schema::empty()));
+        let receiver = feed.subscribe(vec![]).await;
+        drop(receiver);
+        feed.publish(Message::Barrier(Barrier { epoch: 1 })).await;
+        assert!(!feed.has_subscribers().await);
+    }
+}

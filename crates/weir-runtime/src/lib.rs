@@ -1,0 +1,25 @@
+//! Weir's streaming runtime: continuous queries as graphs of operators over
+//! Arrow record batches.
+//!
+//! - [`message`]: what flows between operators (changes, watermarks, barriers);
+//! - [`operator`]: the operator interface;
+//! - [`operators`]: projection, filter, window assignment, aggregation, union;
+//! - [`driver`]: runs one operator as a task (barrier alignment, watermarks);
+//! - [`graph`]: a job, built node by node and run;
+//! - [`feed`]: changelogs that jobs subscribe to;
+//! - [`view_sink`]: a materialized view's rows and changelog, fed by its job.
+
+pub mod driver;
+pub mod feed;
+pub mod graph;
+pub mod message;
+pub mod operator;
+pub mod operators;
+pub mod view_sink;
+
+pub use driver::{NodeMetrics, Outputs};
+pub use feed::Feed;
+pub use graph::{Input, Job, JobGraph, JobStatus, NodeInfo};
+pub use message::{Barrier, Chunk, Message, Op, Watermark};
+pub use operator::Operator;
+pub use view_sink::ViewSink;

@@ -1,0 +1,53 @@
+//! The operator interface: what every node of a streaming job implements.
+//!
+//! Operators are synchronous and single-threaded: the [driver](crate::driver)
+//! feeds them one message at a time, already combined across inputs — a
+//! watermark once every input has passed it, a barrier once every input has
+//! delivered it — and sends what they produce downstream.
+
+use std::fmt;
+
+use datafusion::error::DataFusionError;
+
+use crate::message::{Barrier, Chunk, Message, Watermark};
+
+/// Errors of a running operator. A failing operator stops its job.
+pub type Result<T, E = DataFusionError> = std::result::Result<T, E>;
+
+/// A node of a streaming job.
+pub trait Operator: Send + 'static {
+    /// A short name for metrics and `EXPLAIN` (`HashAggregate`).
+    fn name(&self) -> &'static str;
+
+    /// What the node computes, for `EXPLAIN` (`keys=[auction] aggs=[count(*)]`).
+    fn describe(&self) -> String {
+        String::new()
+    }
+
+    /// Handles rows arriving on input `input`.
+    fn process_chunk(&mut self, input: usize, chunk: Chunk, out: &mut Vec<Message>) -> Result<()>;
+
+    /// Handles event time advancing (the minimum over the inputs). By default
+    /// the watermark passes through.
+    fn process_watermark(&mut self, watermark: Watermark, out: &mut Vec<Message>) -> Result<()> {
+        out.push(Message::Watermark(watermark));
+        Ok(())
+    }
+
+    /// Handles a barrier, received on every input. The driver forwards the
+    /// barrier after what the operator produced.
+    fn process_barrier(&mut self, _barrier: Barrier, _out: &mut Vec<Message>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Bytes of state the operator holds.
+    fn state_bytes(&self) -> usize {
+        0
+    }
+}
+
+impl fmt::Debug for dyn Operator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.name(), self.describe())
+    }
+}

@@ -1,0 +1,563 @@
+//! Grouped aggregation over a changelog, kept up to date incrementally.
+//!
+//! Each group keeps DataFusion accumulators. Insertions update them,
+//! deletions retract from them (accumulators that support retraction are
+//! used when the input can delete). After each chunk, every group whose
+//! result changed emits the deletion of its previous row and the insertion
+//! of the new one: the output is itself a changelog.
+//!
+//! When a group key is a window column with a watermark, groups below the
+//! watermark are final: they are removed from the state, and with
+//! `EMIT ON WINDOW CLOSE` their rows are emitted only then, once, as
+//! insertions (the output is append-only).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int8Array, RecordBatch, UInt32Array};
+use arrow::compute::{cast, take};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::common::ScalarValue;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::Accumulator;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+
+use crate::message::{Chunk, Message, Op, Watermark};
+use crate::operator::{Operator, Result};
+
+/// One aggregate function call, with its `FILTER (WHERE ...)` if any.
+#[derive(Debug, Clone)]
+pub struct AggregateCall {
+    pub function: Arc<AggregateFunctionExpr>,
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+}
+
+/// How window groups close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowClose {
+    /// Position of the window column among the group keys.
+    pub key: usize,
+    /// The input column whose watermark closes groups.
+    pub input_column: usize,
+    /// Emit each group once, when it closes (`EMIT ON WINDOW CLOSE`).
+    pub emit_on_close: bool,
+}
+
+struct Group {
+    key: Vec<ScalarValue>,
+    accumulators: Vec<Box<dyn Accumulator>>,
+    /// Rows in the group (insertions minus deletions).
+    rows: i64,
+    /// The aggregate values last emitted.
+    emitted: Option<Vec<ScalarValue>>,
+    bytes: usize,
+}
+
+/// Grouped aggregation.
+pub struct Aggregate {
+    group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    calls: Vec<AggregateCall>,
+    output_schema: SchemaRef,
+    converter: RowConverter,
+    groups: HashMap<OwnedRow, Group>,
+    window: Option<WindowClose>,
+    /// The input can delete rows: accumulators must retract.
+    retracting: bool,
+    started: bool,
+    state_bytes: usize,
+    /// The key of the one group when there is no GROUP BY.
+    global_key: OwnedRow,
+}
+
+impl Aggregate {
+    pub fn new(
+        group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+        calls: Vec<AggregateCall>,
+        output_schema: SchemaRef,
+        window: Option<WindowClose>,
+        retracting: bool,
+    ) -> Result<Self> {
+        let key_types = group_exprs
+            .iter()
+            .enumerate()
+            .map(|(i, _)| SortField::new(output_schema.field(i).data_type().clone()))
+            .collect();
+        let aggregate = Aggregate {
+            converter: RowConverter::new(key_types)?,
+            group_exprs,
+            calls,
+            output_schema,
+            groups: HashMap::new(),
+            window,
+            retracting,
+            started: false,
+            state_bytes: 0,
+            global_key: global_key()?,
+        };
+        // Fail at planning, not on the first row, when an accumulator cannot
+        // retract.
+        aggregate.accumulators()?;
+        Ok(aggregate)
+    }
+
+    fn accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
+        self.calls
+            .iter()
+            .map(|call| {
+                let name = call.function.fun().name();
+                if self.retracting && (name == "min" || name == "max") {
+                    // DataFusion's sliding min and max retract in arrival
+                    // order only; a changelog retracts any value.
+                    let data_type = call.function.field().data_type().clone();
+                    Ok(Box::new(RetractableExtreme::new(name == "max", data_type))
+                        as Box<dyn Accumulator>)
+                } else if self.retracting {
+                    call.function.create_sliding_accumulator().map_err(|_| {
+                        DataFusionError::NotImplemented(format!(
+                            "{} over an input with updates or deletions (it cannot be \
+                             kept up to date incrementally)",
+                            call.function.name()
+                        ))
+                    })
+                } else {
+                    call.function.create_accumulator()
+                }
+            })
+            .collect()
+    }
+
+    /// An aggregate without GROUP BY has one row even without input rows.
+    fn is_global(&self) -> bool {
+        self.group_exprs.is_empty()
+    }
+
+    /// Emits the initial row of a global aggregate.
+    fn start(&mut self, out: &mut Vec<Message>) -> Result<()> {
+        if self.started {
+            return Ok(());
+        }
+        self.started = true;
+        if self.is_global() && self.window.is_none() {
+            let group = Group {
+                key: vec![],
+                accumulators: self.accumulators()?,
+                rows: 0,
+                emitted: None,
+                bytes: 0,
+            };
+            self.groups.insert(self.global_key.clone(), group);
+            let mut changes = Changes::default();
+            let key = self.global_key.clone();
+            self.emit_changed(std::slice::from_ref(&key), &mut changes)?;
+            self.flush(changes, out)?;
+        }
+        Ok(())
+    }
+
+    /// Emits the changes of the groups whose values changed.
+    fn emit_changed(&mut self, keys: &[OwnedRow], changes: &mut Changes) -> Result<()> {
+        let global = self.is_global();
+        for key in keys {
+            let Some(group) = self.groups.get_mut(key) else {
+                continue;
+            };
+            if group.rows <= 0 && !global {
+                if let Some(old) = group.emitted.take() {
+                    changes.push(Op::Delete, &group.key, old);
+                }
+                let bytes = group.bytes;
+                self.groups.remove(key);
+                self.state_bytes = self.state_bytes.saturating_sub(bytes);
+                continue;
+            }
+            let values = group
+                .accumulators
+                .iter_mut()
+                .map(|a| a.evaluate())
+                .collect::<Result<Vec<_>>>()?;
+            if group.emitted.as_ref() != Some(&values) {
+                if let Some(old) = group.emitted.take() {
+                    changes.push(Op::Delete, &group.key, old);
+                }
+                changes.push(Op::Insert, &group.key, values.clone());
+                group.emitted = Some(values);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&self, changes: Changes, out: &mut Vec<Message>) -> Result<()> {
+        if let Some(chunk) = changes.into_chunk(&self.output_schema)? {
+            out.push(Message::Chunk(chunk));
+        }
+        Ok(())
+    }
+}
+
+/// The key of the single group of an aggregate without GROUP BY.
+fn global_key() -> Result<OwnedRow> {
+    let converter = RowConverter::new(vec![SortField::new(DataType::Boolean)])?;
+    let rows = converter.convert_columns(&[Arc::new(BooleanArray::from(vec![true]))])?;
+    Ok(rows.row(0).owned())
+}
+
+/// Output rows being collected: an operation, the key, the values.
+#[derive(Default)]
+struct Changes {
+    ops: Vec<i8>,
+    rows: Vec<Vec<ScalarValue>>,
+}
+
+impl Changes {
+    fn push(&mut self, op: Op, key: &[ScalarValue], values: Vec<ScalarValue>) {
+        let mut row = key.to_vec();
+        row.extend(values);
+        self.ops.push(op.code());
+        self.rows.push(row);
+    }
+
+    fn into_chunk(self, schema: &SchemaRef) -> Result<Option<Chunk>> {
+        if self.rows.is_empty() {
+            return Ok(None);
+        }
+        let columns = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, field)| {
+                let array = ScalarValue::iter_to_array(self.rows.iter().map(|r| r[i].clone()))?;
+                if array.data_type() == field.data_type() {
+                    Ok(array)
+                } else {
+                    Ok(cast(&array, field.data_type())?)
+                }
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        let ops = Int8Array::from(self.ops);
+        Ok(Some(if ops.values().iter().all(|o| *o > 0) {
+            Chunk::inserts(batch)
+        } else {
+            Chunk::new(batch, ops)
+        }))
+    }
+}
+
+impl Operator for Aggregate {
+    fn name(&self) -> &'static str {
+        if self.window.is_some() {
+            "WindowAggregate"
+        } else {
+            "HashAggregate"
+        }
+    }
+
+    fn describe(&self) -> String {
+        let keys: Vec<String> = self.group_exprs.iter().map(|e| e.to_string()).collect();
+        let calls: Vec<String> = self
+            .calls
+            .iter()
+            .map(|c| c.function.name().to_string())
+            .collect();
+        let mut text = format!(
+            "keys=[{}] aggregates=[{}]",
+            keys.join(", "),
+            calls.join(", ")
+        );
+        if let Some(window) = self.window {
+            text.push_str(if window.emit_on_close {
+                " emit=on window close"
+            } else {
+                " emit=on update"
+            });
+        }
+        text
+    }
+
+    fn process_chunk(&mut self, _input: usize, chunk: Chunk, out: &mut Vec<Message>) -> Result<()> {
+        self.start(out)?;
+        let batch = &chunk.batch;
+        let n = batch.num_rows();
+        let keys = self
+            .group_exprs
+            .iter()
+            .map(|e| e.evaluate(batch)?.into_array(n))
+            .collect::<Result<Vec<_>>>()?;
+        let rows = if self.is_global() {
+            None
+        } else {
+            Some(self.converter.convert_columns(&keys)?)
+        };
+        let args = self
+            .calls
+            .iter()
+            .map(|call| {
+                call.function
+                    .expressions()
+                    .iter()
+                    .map(|e| e.evaluate(batch)?.into_array(n))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let filters = self
+            .calls
+            .iter()
+            .map(|call| match &call.filter {
+                Some(f) => Ok(Some(f.evaluate(batch)?.into_array(n)?.as_boolean().clone())),
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
+
+        // The rows of each group in this chunk, inserted and deleted.
+        let mut slots: HashMap<arrow::row::Row<'_>, usize> = HashMap::new();
+        let mut touched: Vec<(usize, Vec<u32>, Vec<u32>)> = Vec::new();
+        for (i, op) in chunk.rows() {
+            let slot = match &rows {
+                Some(rows) => *slots.entry(rows.row(i)).or_insert_with(|| {
+                    touched.push((i, Vec::new(), Vec::new()));
+                    touched.len() - 1
+                }),
+                None => {
+                    if touched.is_empty() {
+                        touched.push((i, Vec::new(), Vec::new()));
+                    }
+                    0
+                }
+            };
+            match op {
+                Op::Insert => touched[slot].1.push(i as u32),
+                Op::Delete => touched[slot].2.push(i as u32),
+            }
+        }
+
+        let mut changed = Vec::with_capacity(touched.len());
+        for (first, inserted, deleted) in touched {
+            let key = match &rows {
+                Some(rows) => rows.row(first).owned(),
+                None => self.global_key.clone(),
+            };
+            if !self.groups.contains_key(&key) {
+                let group = Group {
+                    key: keys
+                        .iter()
+                        .map(|k| ScalarValue::try_from_array(k, first))
+                        .collect::<Result<Vec<_>>>()?,
+                    accumulators: self.accumulators()?,
+                    rows: 0,
+                    emitted: None,
+                    bytes: 0,
+                };
+                self.groups.insert(key.clone(), group);
+            }
+            let group = self
+                .groups
+                .get_mut(&key)
+                .ok_or_else(|| DataFusionError::Internal("group vanished".into()))?;
+            for (j, accumulator) in group.accumulators.iter_mut().enumerate() {
+                for (indices, retract) in [(&inserted, false), (&deleted, true)] {
+                    let indices: Vec<u32> = match &filters[j] {
+                        Some(mask) => indices
+                            .iter()
+                            .copied()
+                            .filter(|i| mask.is_valid(*i as usize) && mask.value(*i as usize))
+                            .collect(),
+                        None => indices.clone(),
+                    };
+                    if indices.is_empty() {
+                        continue;
+                    }
+                    let indices = UInt32Array::from(indices);
+                    let values = args[j]
+                        .iter()
+                        .map(|a| take(a.as_ref(), &indices, None))
+                        .collect::<std::result::Result<Vec<_>, _>>()?;
+                    if retract {
+                        accumulator.retract_batch(&values)?;
+                    } else {
+                        accumulator.update_batch(&values)?;
+                    }
+                }
+            }
+            group.rows += inserted.len() as i64 - deleted.len() as i64;
+            let bytes = group.accumulators.iter().map(|a| a.size()).sum::<usize>()
+                + group.key.iter().map(ScalarValue::size).sum::<usize>();
+            self.state_bytes = self.state_bytes.saturating_sub(group.bytes) + bytes;
+            group.bytes = bytes;
+            changed.push(key);
+        }
+        if self.window.is_some_and(|w| w.emit_on_close) {
+            return Ok(());
+        }
+        let mut changes = Changes::default();
+        self.emit_changed(&changed, &mut changes)?;
+        self.flush(changes, out)
+    }
+
+    fn process_watermark(&mut self, watermark: Watermark, out: &mut Vec<Message>) -> Result<()> {
+        self.start(out)?;
+        // Group keys that are input columns carry the watermark along.
+        let forwarded: Vec<usize> = self
+            .group_exprs
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| {
+                e.downcast_ref::<datafusion::physical_expr::expressions::Column>()
+                    .is_some_and(|c| c.index() == watermark.column)
+            })
+            .map(|(key, _)| key)
+            .collect();
+        if let Some(window) = self.window
+            && window.input_column == watermark.column
+        {
+            // Groups of windows below the watermark get no more rows.
+            let mut closed: Vec<(OwnedRow, Group)> = Vec::new();
+            let keys: Vec<OwnedRow> = self
+                .groups
+                .iter()
+                .filter(|(_, g)| {
+                    g.key
+                        .get(window.key)
+                        .is_some_and(|k| !k.is_null() && *k < watermark.value)
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in keys {
+                if let Some(group) = self.groups.remove(&key) {
+                    self.state_bytes = self.state_bytes.saturating_sub(group.bytes);
+                    closed.push((key, group));
+                }
+            }
+            if window.emit_on_close && !closed.is_empty() {
+                closed.sort_by(|a, b| a.0.cmp(&b.0));
+                let mut changes = Changes::default();
+                for (_, mut group) in closed {
+                    if group.rows <= 0 {
+                        continue;
+                    }
+                    let values = group
+                        .accumulators
+                        .iter_mut()
+                        .map(|a| a.evaluate())
+                        .collect::<Result<Vec<_>>>()?;
+                    changes.push(Op::Insert, &group.key, values);
+                }
+                self.flush(changes, out)?;
+            }
+        }
+        for key in forwarded {
+            out.push(Message::Watermark(Watermark {
+                column: key,
+                value: watermark.value.clone(),
+            }));
+        }
+        Ok(())
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.state_bytes + self.groups.len() * std::mem::size_of::<Group>()
+    }
+}
+
+/// A scalar ordered for a BTreeMap (values of one column compare totally).
+#[derive(Debug, Clone, PartialEq)]
+struct Ordered(ScalarValue);
+
+impl Eq for Ordered {}
+
+impl PartialOrd for Ordered {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ordered {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0
+            .partial_cmp(&other.0)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    }
+}
+
+/// `min` or `max` over a multiset of values, any of which can be retracted:
+/// the values are kept with their counts, in order.
+#[derive(Debug)]
+struct RetractableExtreme {
+    max: bool,
+    data_type: DataType,
+    values: std::collections::BTreeMap<Ordered, i64>,
+    bytes: usize,
+}
+
+impl RetractableExtreme {
+    fn new(max: bool, data_type: DataType) -> Self {
+        RetractableExtreme {
+            max,
+            data_type,
+            values: std::collections::BTreeMap::new(),
+            bytes: 0,
+        }
+    }
+
+    fn change(&mut self, values: &[ArrayRef], delta: i64) -> datafusion::common::Result<()> {
+        let Some(array) = values.first() else {
+            return Ok(());
+        };
+        for i in 0..array.len() {
+            if array.is_null(i) {
+                continue;
+            }
+            let value = Ordered(ScalarValue::try_from_array(array, i)?);
+            let size = value.0.size();
+            let count = self.values.entry(value.clone()).or_insert_with(|| 0);
+            if *count == 0 {
+                self.bytes += size;
+            }
+            *count += delta;
+            if *count <= 0 {
+                self.values.remove(&value);
+                self.bytes = self.bytes.saturating_sub(size);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Accumulator for RetractableExtreme {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> datafusion::common::Result<()> {
+        self.change(values, 1)
+    }
+
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> datafusion::common::Result<()> {
+        self.change(values, -1)
+    }
+
+    fn supports_retract_batch(&self) -> bool {
+        true
+    }
+
+    fn evaluate(&mut self) -> datafusion::common::Result<ScalarValue> {
+        let extreme = if self.max {
+            self.values.keys().next_back()
+        } else {
+            self.values.keys().next()
+        };
+        match extreme {
+            Some(value) => Ok(value.0.clone()),
+            None => ScalarValue::try_from(&self.data_type),
+        }
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.bytes + self.values.len() * 16
+    }
+
+    fn state(&mut self) -> datafusion::common::Result<Vec<ScalarValue>> {
+        Ok(vec![self.evaluate()?])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> datafusion::common::Result<()> {
+        self.change(states, 1)
+    }
+}

@@ -1,0 +1,13 @@
+//! The operators of streaming jobs.
+
+pub mod aggregate;
+pub mod filter;
+pub mod project;
+pub mod union;
+pub mod window;
+
+pub use aggregate::{Aggregate, AggregateCall, WindowClose};
+pub use filter::Filter;
+pub use project::Project;
+pub use union::Union;
+pub use window::{AssignWindows, WindowKind, WindowSpec};

@@ -1,0 +1,392 @@
+//! Window assignment: adds `window_start` and `window_end` to each row, for
+//! tumbling windows (one window per row) and hopping windows (several).
+//!
+//! The same kernel ([`WindowSpec::assign`]) runs in streaming jobs and in
+//! batch queries (`SELECT ... FROM tumble(t, ts, ...)` over a table), so both
+//! put a row in the same windows. Times are computed in the time column's own
+//! unit; windows are aligned to the Unix epoch plus the offset.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, PrimitiveArray, RecordBatch, UInt32Array};
+use arrow::compute::take;
+use arrow::datatypes::{
+    DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+};
+use arrow::error::ArrowError;
+use datafusion::common::ScalarValue;
+use datafusion::error::DataFusionError;
+
+use crate::message::{Chunk, Message, Watermark};
+use crate::operator::{Operator, Result};
+
+/// The kind of window, with durations in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    /// Consecutive windows of `size`.
+    Tumble { size: i64 },
+    /// Windows of `size` starting every `slide`.
+    Hop { slide: i64, size: i64 },
+}
+
+/// Which windows rows of a relation fall in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowSpec {
+    pub kind: WindowKind,
+    /// Shift of the window boundaries from the epoch, in microseconds.
+    pub offset: i64,
+    /// Index of the time column.
+    pub time_column: usize,
+}
+
+impl WindowSpec {
+    /// The schema of assigned rows: the input's columns, then
+    /// `window_start` and `window_end` of the time column's type.
+    pub fn output_schema(&self, input: &Schema) -> Result<SchemaRef> {
+        let time = input
+            .fields()
+            .get(self.time_column)
+            .ok_or_else(|| DataFusionError::Internal("window time column out of range".into()))?;
+        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("window_start", time.data_type().clone(), true));
+        fields.push(Field::new("window_end", time.data_type().clone(), true));
+        Ok(Arc::new(Schema::new(fields)))
+    }
+
+    fn size(&self) -> i64 {
+        match self.kind {
+            WindowKind::Tumble { size } | WindowKind::Hop { size, .. } => size,
+        }
+    }
+
+    fn slide(&self) -> i64 {
+        match self.kind {
+            WindowKind::Tumble { size } => size,
+            WindowKind::Hop { slide, .. } => slide,
+        }
+    }
+
+    /// The windows of each row: rows repeated once per window, with the
+    /// window bounds appended. Rows without a time are dropped.
+    pub fn assign(
+        &self,
+        batch: &RecordBatch,
+        output_schema: &SchemaRef,
+    ) -> Result<(RecordBatch, UInt32Array)> {
+        let time = batch.column(self.time_column);
+        let unit = time_unit(time.data_type())?;
+        let per_unit = micros_per_unit(unit);
+        let (size, slide, offset) = (
+            to_unit(self.size(), per_unit),
+            to_unit(self.slide(), per_unit),
+            to_unit(self.offset, per_unit),
+        );
+        let values = timestamps(time)?;
+        let mut rows: Vec<u32> = Vec::with_capacity(batch.num_rows());
+        let mut starts: Vec<i64> = Vec::with_capacity(batch.num_rows());
+        for (row, ts) in values.iter().enumerate() {
+            let Some(ts) = ts else { continue };
+            // The latest window start at or before the row, then earlier ones
+            // while the window still contains the row.
+            let mut start = ts - (ts - offset).rem_euclid(slide);
+            while start > ts - size {
+                rows.push(row as u32);
+                starts.push(start);
+                start -= slide;
+            }
+        }
+        let indices = UInt32Array::from(rows);
+        let mut columns: Vec<ArrayRef> = batch
+            .columns()
+            .iter()
+            .map(|c| take(c.as_ref(), &indices, None))
+            .collect::<std::result::Result<_, ArrowError>>()?;
+        let window_start = PrimitiveArray::<Int64Type>::from(starts.clone());
+        let window_end =
+            PrimitiveArray::<Int64Type>::from(starts.iter().map(|s| s + size).collect::<Vec<_>>());
+        let time_type = time.data_type();
+        columns.push(arrow::compute::cast(&window_start, time_type)?);
+        columns.push(arrow::compute::cast(&window_end, time_type)?);
+        Ok((
+            RecordBatch::try_new(output_schema.clone(), columns)?,
+            indices,
+        ))
+    }
+
+    /// The smallest window start any row at or after `time` (in the time
+    /// column's unit) can fall in.
+    fn first_open_start(&self, time: i64, per_unit: i64) -> i64 {
+        let (size, slide, offset) = (
+            to_unit(self.size(), per_unit),
+            to_unit(self.slide(), per_unit),
+            to_unit(self.offset, per_unit),
+        );
+        let earliest = time - size;
+        earliest - (earliest - offset).rem_euclid(slide) + slide
+    }
+}
+
+/// Streaming window assignment.
+pub struct AssignWindows {
+    spec: WindowSpec,
+    output_schema: SchemaRef,
+}
+
+impl AssignWindows {
+    pub fn new(spec: WindowSpec, output_schema: SchemaRef) -> Self {
+        AssignWindows {
+            spec,
+            output_schema,
+        }
+    }
+}
+
+impl Operator for AssignWindows {
+    fn name(&self) -> &'static str {
+        "AssignWindows"
+    }
+
+    fn describe(&self) -> String {
+        let column = self
+            .output_schema
+            .field(self.spec.time_column)
+            .name()
+            .clone();
+        match self.spec.kind {
+            WindowKind::Tumble { size } => format!("tumble({column}, {})", duration(size)),
+            WindowKind::Hop { slide, size } => {
+                format!(
+                    "hop({column}, slide {}, size {})",
+                    duration(slide),
+                    duration(size)
+                )
+            }
+        }
+    }
+
+    fn process_chunk(&mut self, _input: usize, chunk: Chunk, out: &mut Vec<Message>) -> Result<()> {
+        let (batch, rows) = self.spec.assign(&chunk.batch, &self.output_schema)?;
+        let ops = match &chunk.ops {
+            Some(ops) => Some(take(ops, &rows, None)?.as_primitive().clone()),
+            None => None,
+        };
+        if batch.num_rows() > 0 {
+            out.push(Message::Chunk(Chunk { batch, ops }));
+        }
+        Ok(())
+    }
+
+    fn process_watermark(&mut self, watermark: Watermark, out: &mut Vec<Message>) -> Result<()> {
+        let is_time = watermark.column == self.spec.time_column;
+        out.push(Message::Watermark(watermark.clone()));
+        if !is_time {
+            return Ok(());
+        }
+        let Some((time, unit)) = timestamp_value(&watermark.value) else {
+            return Ok(());
+        };
+        let per_unit = micros_per_unit(unit);
+        let start = self.spec.first_open_start(time, per_unit);
+        let end = start + to_unit(self.spec.size(), per_unit);
+        let input_columns = self.output_schema.fields().len() - 2;
+        for (column, value) in [(input_columns, start), (input_columns + 1, end)] {
+            out.push(Message::Watermark(Watermark {
+                column,
+                value: timestamp_scalar(value, unit, &watermark.value),
+            }));
+        }
+        Ok(())
+    }
+}
+
+fn time_unit(data_type: &DataType) -> Result<TimeUnit> {
+    match data_type {
+        DataType::Timestamp(unit, _) => Ok(*unit),
+        other => Err(DataFusionError::Plan(format!(
+            "window time column must be a timestamp, not {other}"
+        ))),
+    }
+}
+
+fn micros_per_unit(unit: TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Second => -1_000_000,
+        TimeUnit::Millisecond => -1000,
+        TimeUnit::Microsecond => 1,
+        TimeUnit::Nanosecond => 1000,
+    }
+}
+
+/// Converts microseconds to the unit (`per_unit` < 0: coarser units).
+fn to_unit(micros: i64, per_unit: i64) -> i64 {
+    if per_unit > 0 {
+        micros.saturating_mul(per_unit)
+    } else {
+        micros / -per_unit
+    }
+}
+
+/// The raw values of a timestamp column.
+fn timestamps(array: &ArrayRef) -> Result<Vec<Option<i64>>> {
+    Ok(match array.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => {
+            array.as_primitive::<TimestampSecondType>().iter().collect()
+        }
+        DataType::Timestamp(TimeUnit::Millisecond, _) => array
+            .as_primitive::<TimestampMillisecondType>()
+            .iter()
+            .collect(),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => array
+            .as_primitive::<TimestampMicrosecondType>()
+            .iter()
+            .collect(),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => array
+            .as_primitive::<TimestampNanosecondType>()
+            .iter()
+            .collect(),
+        other => {
+            return Err(DataFusionError::Plan(format!(
+                "window time column must be a timestamp, not {other}"
+            )));
+        }
+    })
+}
+
+fn timestamp_value(value: &ScalarValue) -> Option<(i64, TimeUnit)> {
+    match value {
+        ScalarValue::TimestampSecond(Some(v), _) => Some((*v, TimeUnit::Second)),
+        ScalarValue::TimestampMillisecond(Some(v), _) => Some((*v, TimeUnit::Millisecond)),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => Some((*v, TimeUnit::Microsecond)),
+        ScalarValue::TimestampNanosecond(Some(v), _) => Some((*v, TimeUnit::Nanosecond)),
+        _ => None,
+    }
+}
+
+fn timestamp_scalar(value: i64, unit: TimeUnit, like: &ScalarValue) -> ScalarValue {
+    let tz = match like {
+        ScalarValue::TimestampSecond(_, tz)
+        | ScalarValue::TimestampMillisecond(_, tz)
+        | ScalarValue::TimestampMicrosecond(_, tz)
+        | ScalarValue::TimestampNanosecond(_, tz) => tz.clone(),
+        _ => None,
+    };
+    match unit {
+        TimeUnit::Second => ScalarValue::TimestampSecond(Some(value), tz),
+        TimeUnit::Millisecond => ScalarValue::TimestampMillisecond(Some(value), tz),
+        TimeUnit::Microsecond => ScalarValue::TimestampMicrosecond(Some(value), tz),
+        TimeUnit::Nanosecond => ScalarValue::TimestampNanosecond(Some(value), tz),
+    }
+}
+
+/// A duration in microseconds, as Postgres prints an interval of that length
+/// (`00:00:10`, `1 day`, `00:00:00.5`).
+fn duration(micros: i64) -> String {
+    const DAY: i64 = 86_400_000_000;
+    let days = micros / DAY;
+    let rest = micros % DAY;
+    let mut text = String::new();
+    if days != 0 {
+        text.push_str(&format!("{days} day{}", if days == 1 { "" } else { "s" }));
+    }
+    if rest != 0 || days == 0 {
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        let seconds = rest / 1_000_000;
+        text.push_str(&format!(
+            "{:02}:{:02}:{:02}",
+            seconds / 3600,
+            seconds / 60 % 60,
+            seconds % 60
+        ));
+        let fraction = rest % 1_000_000;
+        if fraction != 0 {
+            let digits = format!("{fraction:06}");
+            text.push('.');
+            text.push_str(digits.trim_end_matches('0'));
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int32Array, TimestampMicrosecondArray};
+
+    const SECOND: i64 = 1_000_000;
+
+    fn batch(times: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("v", DataType::Int32, false),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int32Array::from_iter_values(0..times.len() as i32)),
+                Arc::new(TimestampMicrosecondArray::from(times.to_vec())),
+            ],
+        )
+        .expect("batch")
+    }
+
+    fn starts(spec: &WindowSpec, times: &[i64]) -> Vec<(i32, i64)> {
+        let input = batch(times);
+        let schema = spec.output_schema(&input.schema()).expect("schema");
+        let (out, _) = spec.assign(&input, &schema).expect("assign");
+        let v = out.column(0).as_primitive::<arrow::datatypes::Int32Type>();
+        let s = out.column(2).as_primitive::<TimestampMicrosecondType>();
+        let e = out.column(3).as_primitive::<TimestampMicrosecondType>();
+        (0..out.num_rows())
+            .map(|i| {
+                assert_eq!(e.value(i) - s.value(i), spec.size());
+                (v.value(i), s.value(i))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tumbling_windows() {
+        let spec = WindowSpec {
+            kind: WindowKind::Tumble { size: 10 * SECOND },
+            offset: 0,
+            time_column: 1,
+        };
+        assert_eq!(
+            starts(&spec, &[0, 9 * SECOND, 10 * SECOND, -1]),
+            [(0, 0), (1, 0), (2, 10 * SECOND), (3, -10 * SECOND)]
+        );
+        let shifted = WindowSpec {
+            offset: 3 * SECOND,
+            ..spec.clone()
+        };
+        assert_eq!(starts(&shifted, &[2 * SECOND]), [(0, -7 * SECOND)]);
+    }
+
+    #[test]
+    fn hopping_windows() {
+        let spec = WindowSpec {
+            kind: WindowKind::Hop {
+                slide: 2 * SECOND,
+                size: 10 * SECOND,
+            },
+            offset: 0,
+            time_column: 1,
+        };
+        let windows = starts(&spec, &[11 * SECOND]);
+        assert_eq!(
+            windows.iter().map(|(_, s)| s / SECOND).collect::<Vec<_>>(),
+            [10, 8, 6, 4, 2],
+            "every window of size 10 containing 11"
+        );
+        // The first window still open at time 11: [2, 12).
+        assert_eq!(spec.first_open_start(11 * SECOND, 1), 2 * SECOND);
+        let tumble = WindowSpec {
+            kind: WindowKind::Tumble { size: 10 * SECOND },
+            ..spec
+        };
+        assert_eq!(tumble.first_open_start(11 * SECOND, 1), 10 * SECOND);
+    }
+}
