@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, BooleanArray, Int8Array, RecordBatch};
+use arrow::array::{ArrayRef, AsArray, BooleanArray, Int8Array, RecordBatch, RecordBatchOptions};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Int8Type, SchemaRef};
 use arrow::error::ArrowError;
@@ -98,7 +98,12 @@ impl Chunk {
         columns: Vec<ArrayRef>,
     ) -> Result<Self, ArrowError> {
         Ok(Chunk {
-            batch: RecordBatch::try_new(schema, columns)?,
+            // No columns at all is fine (`SELECT count(*)` reads none).
+            batch: RecordBatch::try_new_with_options(
+                schema,
+                columns,
+                &RecordBatchOptions::new().with_row_count(Some(self.num_rows())),
+            )?,
             ops: self.ops.clone(),
         })
     }

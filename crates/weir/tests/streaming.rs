@@ -1,0 +1,151 @@
+//! Streaming behaviour that .slt files cannot express: a connector feeding a
+//! view over time, and the state of a long windowed run staying bounded.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::TestServer;
+use tokio_postgres::Client;
+
+async fn number(client: &Client, sql: &str) -> i64 {
+    let row = client
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    row.get::<_, Option<i64>>(0).unwrap_or(0)
+}
+
+/// A bounded Nexmark source, generated as fast as possible, fills a windowed
+/// view with every bid of its events: 46 in every 50 events are bids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nexmark_source_feeds_a_windowed_view() {
+    let server = TestServer::start().await;
+    let client = server.connect("weir").await;
+    client
+        .batch_execute(
+            "CREATE SOURCE bid (auction bigint, bidder bigint, price bigint, date_time timestamp, \
+               WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND) \
+             WITH (connector = 'nexmark', nexmark.table = 'bid', nexmark.max_events = '5000', \
+                   nexmark.throughput = '0', nexmark.event_rate = '1000'); \
+             CREATE MATERIALIZED VIEW per_second AS \
+               SELECT window_start, count(*) AS bids, max(price) AS top \
+               FROM tumble(bid, date_time, INTERVAL '1' SECOND) GROUP BY window_start",
+        )
+        .await
+        .expect("create the source and the view");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let total = loop {
+        client.batch_execute("FLUSH").await.expect("flush");
+        let total = number(&client, "SELECT sum(bids)::bigint FROM per_second").await;
+        if total >= 4600 || Instant::now() > deadline {
+            break total;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(total, 4600, "bids among the first 5000 events");
+    // 1000 events per second of event time: 5 seconds, from 2015-07-15.
+    let windows = number(&client, "SELECT count(*) FROM per_second").await;
+    assert_eq!(windows, 5);
+    let first = client
+        .query_one("SELECT min(window_start)::text FROM per_second", &[])
+        .await
+        .expect("first window");
+    assert_eq!(first.get::<_, String>(0), "2015-07-15 00:00:00");
+    // The source's watermark followed the rows.
+    let watermark = client
+        .query_one(
+            "SELECT watermark::timestamp::text FROM weir_catalog.sources WHERE name = 'bid'",
+            &[],
+        )
+        .await
+        .expect("watermark");
+    assert!(
+        watermark
+            .get::<_, Option<String>>(0)
+            .is_some_and(|w| w.starts_with("2015-07-15 00:00:0")),
+        "watermark {:?}",
+        watermark.get::<_, Option<String>>(0)
+    );
+}
+
+/// A source paced in wall-clock time keeps producing: the view grows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_source_keeps_the_view_growing() {
+    let server = TestServer::start().await;
+    let client = server.connect("weir").await;
+    client
+        .batch_execute(
+            "CREATE SOURCE person (id bigint, name text, date_time timestamp) \
+             WITH (connector = 'nexmark', nexmark.table = 'person', nexmark.event_rate = '2000'); \
+             CREATE MATERIALIZED VIEW people AS SELECT count(*) AS n FROM person",
+        )
+        .await
+        .expect("create the source and the view");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    client.batch_execute("FLUSH").await.expect("flush");
+    let before = number(&client, "SELECT n FROM people").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    client.batch_execute("FLUSH").await.expect("flush");
+    let after = number(&client, "SELECT n FROM people").await;
+    assert!(before > 0, "people after half a second: {before}");
+    assert!(after > before, "the view grows: {before} then {after}");
+    // Dropping the source stops it (and needs CASCADE for the view).
+    let refused = client.batch_execute("DROP SOURCE person").await;
+    assert_eq!(
+        refused.err().and_then(|e| e.code().cloned()),
+        Some(tokio_postgres::error::SqlState::DEPENDENT_OBJECTS_STILL_EXIST)
+    );
+    client
+        .batch_execute("DROP SOURCE person CASCADE")
+        .await
+        .expect("drop");
+}
+
+/// A long run of a windowed view emitting on window close keeps state for
+/// the open windows only: the state size does not grow with the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_close_frees_state() {
+    let server = TestServer::start().await;
+    let client = server.connect("weir").await;
+    client
+        .batch_execute(
+            "CREATE STREAM s (k int, ts timestamp, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND); \
+             CREATE MATERIALIZED VIEW per_key AS \
+               SELECT k, window_start, window_end, count(*) AS n \
+               FROM tumble(s, ts, INTERVAL '1' SECOND) GROUP BY k, window_start, window_end \
+               EMIT ON WINDOW CLOSE",
+        )
+        .await
+        .expect("create");
+    let state = "SELECT sum(state_bytes)::bigint FROM weir_catalog.operators WHERE job = 'per_key'";
+    let mut sizes = Vec::new();
+    let seconds = 60;
+    for second in 0..seconds {
+        // 100 keys in every second.
+        let rows: Vec<String> = (0..100)
+            .map(|k| {
+                format!(
+                    "({k}, TIMESTAMP '2024-01-01 00:00:00' + INTERVAL '{second} seconds' + INTERVAL '{} milliseconds')",
+                    k * 7
+                )
+            })
+            .collect();
+        client
+            .batch_execute(&format!("INSERT INTO s VALUES {}; FLUSH", rows.join(", ")))
+            .await
+            .expect("insert");
+        sizes.push(number(&client, state).await);
+    }
+    let closed = number(&client, "SELECT count(*) FROM per_key").await;
+    // The watermark trails by a second: all but the last two windows closed.
+    assert_eq!(closed, 100 * (seconds - 2));
+    let early = sizes[5];
+    let late = *sizes.last().expect("sizes");
+    let peak = *sizes.iter().max().expect("sizes");
+    assert!(early > 0, "state is measured: {sizes:?}");
+    assert!(
+        late <= early * 2 && peak <= early * 3,
+        "state grows with the run: after 5 s {early} bytes, at the end {late}, peak {peak}"
+    );
+}
