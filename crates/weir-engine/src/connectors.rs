@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
+use weir_connectors::datagen::Datagen;
 use weir_connectors::nexmark::{NexmarkConfig, NexmarkGenerator, NexmarkTable};
 
 use crate::catalog::StreamDef;
@@ -49,9 +50,10 @@ fn option_error(message: impl Into<String>) -> WeirError {
 
 /// Checks the `WITH` options of a stream (at `CREATE STREAM`).
 pub(crate) fn check_options(def: &StreamDef) -> Result<()> {
+    idle_timeout(def)?;
     match connector_name(def) {
         None => {
-            if let Some((key, _)) = def.options.first() {
+            if let Some((key, _)) = def.options.iter().find(|(k, _)| k != IDLE_TIMEOUT) {
                 return Err(option_error(format!(
                     "option \"{key}\" needs a connector (WITH (connector = 'nexmark', ...))"
                 )));
@@ -68,15 +70,70 @@ pub(crate) fn check_options(def: &StreamDef) -> Result<()> {
 fn build(def: &StreamDef, name: &str) -> Result<Box<dyn SourceConnector>> {
     match name.to_ascii_lowercase().as_str() {
         "nexmark" => Ok(Box::new(Nexmark::new(def)?)),
+        "datagen" => Ok(Box::new(Generated::new(def)?)),
         other => Err(WeirError::new(
             sqlstate::FEATURE_NOT_SUPPORTED,
-            format!("connector \"{other}\" is not supported; the connectors are: nexmark"),
+            format!("connector \"{other}\" is not supported; the connectors are: datagen, nexmark"),
         )),
     }
 }
 
-/// Starts the connector of a stream, if it has one.
+/// The option that lets an idle source's watermark follow processing time.
+const IDLE_TIMEOUT: &str = "idle_timeout";
+
+/// `idle_timeout`: an interval such as `'5 seconds'`, `'500ms'` or `'2'`
+/// (seconds).
+fn idle_timeout(def: &StreamDef) -> Result<Option<Duration>> {
+    let Some((_, value)) = def.options.iter().find(|(k, _)| k == IDLE_TIMEOUT) else {
+        return Ok(None);
+    };
+    let text = value.trim().to_ascii_lowercase();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let bad = || {
+        option_error(format!(
+            "invalid value \"{value}\" for option idle_timeout: expected a duration such as '5 seconds' or '500ms'"
+        ))
+    };
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit.trim() {
+        "" | "s" | "sec" | "secs" | "second" | "seconds" => number,
+        "ms" | "millisecond" | "milliseconds" => number / 1000.0,
+        "min" | "mins" | "minute" | "minutes" => number * 60.0,
+        "h" | "hour" | "hours" => number * 3600.0,
+        _ => return Err(bad()),
+    };
+    if !(seconds.is_finite() && seconds > 0.0 && seconds < 1e9) {
+        return Err(bad());
+    }
+    Ok(Some(Duration::from_secs_f64(seconds)))
+}
+
+/// Starts the tasks of a stream: its connector, if it has one, and the
+/// watch that moves its watermark with processing time when it is idle.
 pub(crate) fn start(db: &Arc<Database>, stream: &Arc<Stream>) -> Result<()> {
+    if let Some(timeout) = idle_timeout(&stream.def)?
+        && stream.event_time.is_some()
+    {
+        let weak = Arc::downgrade(stream);
+        let check = (timeout / 4).max(Duration::from_millis(20));
+        stream.attach_task(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(check).await;
+                let Some(stream) = weak.upgrade() else {
+                    return;
+                };
+                if stream.idle_for() >= timeout
+                    && let Err(e) = stream.follow_processing_time().await
+                {
+                    tracing::error!(stream = %stream.def.name, error = %e.message, "idle watch stopped");
+                    return;
+                }
+            }
+        }));
+    }
     let Some(name) = connector_name(&stream.def) else {
         return Ok(());
     };
@@ -116,7 +173,7 @@ pub(crate) fn start(db: &Arc<Database>, stream: &Arc<Stream>) -> Result<()> {
             }
         }
     });
-    stream.attach_connector(task);
+    stream.attach_task(task);
     Ok(())
 }
 
@@ -168,30 +225,111 @@ fn nexmark_table(def: &StreamDef) -> Result<NexmarkTable> {
     NexmarkTable::from_name(name).map_err(|e| option_error(e.to_string()))
 }
 
+/// Keeps a source at a number of items per second of wall-clock time.
+struct Pace {
+    per_second: Option<u64>,
+    started: Instant,
+}
+
+impl Pace {
+    fn new(per_second: Option<u64>) -> Self {
+        Pace {
+            per_second,
+            started: Instant::now(),
+        }
+    }
+
+    /// Items to produce at once: a tenth of a second's worth.
+    fn batch(&self) -> u64 {
+        match self.per_second {
+            Some(rate) => (rate / 10).clamp(1, MAX_BATCH_EVENTS),
+            None => MAX_BATCH_EVENTS,
+        }
+    }
+
+    /// How long to wait after `done` items, to keep the pace.
+    fn pause(&self, done: u64) -> Duration {
+        let Some(rate) = self.per_second else {
+            return Duration::ZERO;
+        };
+        let due = Duration::from_secs_f64(done as f64 / rate.max(1) as f64);
+        due.saturating_sub(self.started.elapsed())
+    }
+}
+
+/// Checks that every option is the connector's (`connector` or one of the
+/// prefixes).
+fn check_keys(def: &StreamDef, connector: &str, prefixes: &[&str]) -> Result<()> {
+    for (key, _) in &def.options {
+        if !key.eq_ignore_ascii_case("connector")
+            && key != IDLE_TIMEOUT
+            && !prefixes.iter().any(|p| key.starts_with(p))
+        {
+            return Err(option_error(format!(
+                "unknown option \"{key}\" for connector {connector}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The `datagen` connector.
+struct Generated {
+    datagen: Datagen,
+    pace: Pace,
+}
+
+impl Generated {
+    fn new(def: &StreamDef) -> Result<Self> {
+        check_keys(def, "datagen", &["datagen.", "fields."])?;
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(
+            def.columns
+                .iter()
+                .map(|c| c.ty.field(&c.name, true))
+                .collect::<Vec<_>>(),
+        ));
+        let datagen =
+            Datagen::new(schema, &def.options).map_err(|e| option_error(e.to_string()))?;
+        Ok(Generated {
+            pace: Pace::new(datagen.rows_per_second()),
+            datagen,
+        })
+    }
+}
+
+impl SourceConnector for Generated {
+    fn next_batch(&mut self) -> Option<RecordBatch> {
+        let now = chrono::Utc::now().timestamp_micros();
+        match self.datagen.next_batch(self.pace.batch() as usize, now)? {
+            Ok(batch) => Some(batch),
+            Err(e) => {
+                tracing::error!(error = %e, "datagen stopped");
+                None
+            }
+        }
+    }
+
+    fn pause(&mut self) -> Duration {
+        self.pace.pause(self.datagen.produced())
+    }
+}
+
 /// The Nexmark generator, paced in wall-clock time.
 struct Nexmark {
     generator: NexmarkGenerator,
-    events_per_second: Option<u64>,
-    started: Instant,
+    pace: Pace,
     first_event: u64,
 }
 
 impl Nexmark {
     fn new(def: &StreamDef) -> Result<Self> {
-        for (key, _) in &def.options {
-            if !key.eq_ignore_ascii_case("connector") && !key.starts_with("nexmark.") {
-                return Err(option_error(format!(
-                    "unknown option \"{key}\" for connector nexmark"
-                )));
-            }
-        }
+        check_keys(def, "nexmark", &["nexmark."])?;
         let table = nexmark_table(def)?;
         let config =
             NexmarkConfig::from_options(&def.options).map_err(|e| option_error(e.to_string()))?;
         Ok(Nexmark {
-            events_per_second: config.events_per_second(),
+            pace: Pace::new(config.events_per_second()),
             generator: NexmarkGenerator::new(config, table, 0),
-            started: Instant::now(),
             first_event: 0,
         })
     }
@@ -204,19 +342,10 @@ impl Nexmark {
 
 impl SourceConnector for Nexmark {
     fn next_batch(&mut self) -> Option<RecordBatch> {
-        let events = match self.events_per_second {
-            // A tenth of a second's worth per batch.
-            Some(rate) => (rate / 10).clamp(1, MAX_BATCH_EVENTS),
-            None => MAX_BATCH_EVENTS,
-        };
-        self.generator.next_batch(events)
+        self.generator.next_batch(self.pace.batch())
     }
 
     fn pause(&mut self) -> Duration {
-        let Some(rate) = self.events_per_second else {
-            return Duration::ZERO;
-        };
-        let due = Duration::from_secs_f64(self.generated() as f64 / rate.max(1) as f64);
-        due.saturating_sub(self.started.elapsed())
+        self.pace.pause(self.generated())
     }
 }

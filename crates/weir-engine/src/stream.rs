@@ -2,6 +2,7 @@
 //! are not stored. It is fed by `INSERT` or by a connector.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
@@ -29,7 +30,10 @@ pub struct Stream {
     /// Serializes ingestion, so that rows and the watermarks they advance are
     /// published in order.
     pub(crate) ingest: tokio::sync::Mutex<()>,
-    connector: Mutex<Option<JoinHandle<()>>>,
+    /// When rows last arrived (for `idle_timeout`).
+    last_rows: Mutex<Instant>,
+    /// The connector and idleness tasks, stopped when the stream is dropped.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Stream {
@@ -40,7 +44,8 @@ impl Stream {
             schema,
             event_time,
             ingest: tokio::sync::Mutex::new(()),
-            connector: Mutex::new(None),
+            last_rows: Mutex::new(Instant::now()),
+            tasks: Mutex::new(Vec::new()),
         }
     }
 
@@ -48,18 +53,42 @@ impl Stream {
         &self.schema
     }
 
-    /// Keeps the connector task, stopped when the stream is dropped.
-    pub fn attach_connector(&self, task: JoinHandle<()>) {
-        let mut connector = self.connector.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(previous) = connector.replace(task) {
-            previous.abort();
+    /// Keeps a task of the stream (its connector, its idleness watch),
+    /// stopped when the stream is dropped.
+    pub fn attach_task(&self, task: JoinHandle<()>) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(task);
+    }
+
+    /// How long since rows last arrived.
+    pub fn idle_for(&self) -> std::time::Duration {
+        self.last_rows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
+
+    /// Advances the watermark to processing time (the source is idle), and
+    /// publishes it if it moved.
+    pub async fn follow_processing_time(&self) -> Result<()> {
+        let Some(event_time) = &self.event_time else {
+            return Ok(());
+        };
+        let _ingest = self.ingest.lock().await;
+        let now = chrono::Utc::now().timestamp_micros();
+        if let Some(watermark) = event_time.advance_to(now)? {
+            self.feed.publish(Message::Watermark(watermark)).await;
         }
+        Ok(())
     }
 
     /// Admits rows: late rows are recorded, the others published with the
     /// watermark they advance. Returns the number of rows admitted.
     pub async fn ingest(&self, batch: RecordBatch, late_rows: &LateRows) -> Result<usize> {
         let _ingest = self.ingest.lock().await;
+        *self.last_rows.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         publish_admitted(
             &self.def.name,
             self.event_time.as_ref(),
@@ -102,8 +131,8 @@ pub(crate) async fn publish_admitted(
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        let connector = self.connector.get_mut().unwrap_or_else(|p| p.into_inner());
-        if let Some(task) = connector.take() {
+        let tasks = self.tasks.get_mut().unwrap_or_else(|p| p.into_inner());
+        for task in tasks.drain(..) {
             task.abort();
         }
     }

@@ -299,7 +299,7 @@ async fn updating_views_match_batch_results() {
         for _ in 0..120 {
             let id = random.below(next_id.max(1) as u64);
             let statement = match random.below(6) {
-                0 | 1 | 2 => {
+                0..=2 => {
                     next_id += 1;
                     format!(
                         "INSERT INTO acc VALUES ({}, {}, {})",

@@ -69,6 +69,54 @@ async fn nexmark_source_feeds_a_windowed_view() {
     );
 }
 
+/// A datagen sequence reaches the view whole: from the first row the view
+/// saw, every later id once, up to the end of the sequence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datagen_sequence_arrives_whole() {
+    let server = TestServer::start().await;
+    let client = server.connect("weir").await;
+    client
+        .batch_execute(
+            "CREATE STREAM seq (id bigint, at timestamptz) \
+             WITH (connector = 'datagen', datagen.rows_per_second = '2000', \
+                   fields.id.kind = 'sequence', fields.id.start = '1', fields.id.end = '3000'); \
+             CREATE MATERIALIZED VIEW seen AS \
+               SELECT count(*) AS n, count(DISTINCT id) AS ids, min(id) AS first, max(id) AS last, \
+                      max(at) - min(at) AS spread FROM seq",
+        )
+        .await
+        .expect("create");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        client.batch_execute("FLUSH").await.expect("flush");
+        if number(&client, "SELECT last FROM seen").await == 3000 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let row = client
+        .query_one(
+            "SELECT n, ids, first, last, spread >= INTERVAL '1' SECOND FROM seen",
+            &[],
+        )
+        .await
+        .expect("seen");
+    let (n, ids, first, last): (i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(last, 3000, "the sequence ends at 3000");
+    assert!(
+        first < 1000,
+        "the view saw the start of the run, from {first}"
+    );
+    assert_eq!(
+        (n, ids),
+        (last - first + 1, last - first + 1),
+        "no gap, no duplicate"
+    );
+    // 3000 rows at 2000 per second take more than a second of wall-clock time.
+    assert!(row.get::<_, bool>(4), "rows are paced");
+}
+
 /// A source paced in wall-clock time keeps producing: the view grows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_source_keeps_the_view_growing() {
