@@ -4,6 +4,8 @@
 //! A stream without a connector is fed by `INSERT`. A connector runs as a
 //! task of the stream: it produces record batches, which go through the
 //! stream's ingestion like inserted rows (event time, late rows, watermark).
+//! It starts reading once a materialized view reads the stream, so that the
+//! first view sees the source from its start.
 //! The task holds the stream weakly, and ends when the stream is dropped.
 //!
 //! Each connector is a [`SourceConnector`]: it checks its options when the
@@ -16,6 +18,7 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use weir_connectors::datagen::Datagen;
+use weir_connectors::file::FileSource;
 use weir_connectors::nexmark::{NexmarkConfig, NexmarkGenerator, NexmarkTable};
 
 use crate::catalog::StreamDef;
@@ -34,6 +37,11 @@ trait SourceConnector: Send {
 
     /// How long to wait before the next batch, to keep the source's pace.
     fn pause(&mut self) -> Duration;
+
+    /// Records skipped since the last call because they did not parse.
+    fn take_rejected(&mut self) -> u64 {
+        0
+    }
 }
 
 /// The connector named in the options, if any.
@@ -71,9 +79,12 @@ fn build(def: &StreamDef, name: &str) -> Result<Box<dyn SourceConnector>> {
     match name.to_ascii_lowercase().as_str() {
         "nexmark" => Ok(Box::new(Nexmark::new(def)?)),
         "datagen" => Ok(Box::new(Generated::new(def)?)),
+        "file" => Ok(Box::new(Files::new(def)?)),
         other => Err(WeirError::new(
             sqlstate::FEATURE_NOT_SUPPORTED,
-            format!("connector \"{other}\" is not supported; the connectors are: datagen, nexmark"),
+            format!(
+                "connector \"{other}\" is not supported; the connectors are: datagen, file, nexmark"
+            ),
         )),
     }
 }
@@ -143,6 +154,18 @@ pub(crate) fn start(db: &Arc<Database>, stream: &Arc<Stream>) -> Result<()> {
     let weak_db: Weak<Database> = Arc::downgrade(db);
     let target = stream.schema().clone();
     let task = tokio::spawn(async move {
+        // Nothing is read until a view reads the stream: the first view sees
+        // the source from its start.
+        loop {
+            let Some(stream) = weak_stream.upgrade() else {
+                return;
+            };
+            if stream.feed.has_subscribers().await {
+                break;
+            }
+            drop(stream);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         loop {
             let Some(batch) = connector.next_batch() else {
                 tracing::info!("a connector reached its end");
@@ -163,6 +186,12 @@ pub(crate) fn start(db: &Arc<Database>, stream: &Arc<Stream>) -> Result<()> {
                     tracing::error!(stream = %stream.def.name, error = %e.message, "connector stopped");
                     return;
                 }
+            }
+            let rejected = connector.take_rejected();
+            if rejected > 0 {
+                stream
+                    .rejected
+                    .fetch_add(rejected, std::sync::atomic::Ordering::Relaxed);
             }
             drop((stream, db));
             let pause = connector.pause();
@@ -312,6 +341,82 @@ impl SourceConnector for Generated {
     fn pause(&mut self) -> Duration {
         self.pace.pause(self.datagen.produced())
     }
+}
+
+/// The `file` connector.
+struct Files {
+    source: FileSource,
+    ready: std::collections::VecDeque<RecordBatch>,
+    /// The last poll found nothing new (a tailed source waits a little).
+    idle: bool,
+}
+
+impl Files {
+    fn new(def: &StreamDef) -> Result<Self> {
+        let options: Vec<(String, String)> = def
+            .options
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("connector") && k != IDLE_TIMEOUT)
+            .cloned()
+            .collect();
+        let source = FileSource::new(stream_schema(def), &options)
+            .map_err(|e| option_error(e.to_string()))?;
+        Ok(Files {
+            source,
+            ready: std::collections::VecDeque::new(),
+            idle: false,
+        })
+    }
+}
+
+impl SourceConnector for Files {
+    fn next_batch(&mut self) -> Option<RecordBatch> {
+        if let Some(batch) = self.ready.pop_front() {
+            return Some(batch);
+        }
+        match self.source.poll()? {
+            Ok(batches) => {
+                self.idle = batches.is_empty();
+                self.ready.extend(batches);
+                Some(
+                    self.ready
+                        .pop_front()
+                        .unwrap_or_else(|| RecordBatch::new_empty(stream_schema_empty())),
+                )
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "file source stopped");
+                None
+            }
+        }
+    }
+
+    fn pause(&mut self) -> Duration {
+        if self.idle && self.ready.is_empty() {
+            Duration::from_millis(200)
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    fn take_rejected(&mut self) -> u64 {
+        self.source.take_rejected()
+    }
+}
+
+/// A schema without columns, for "nothing new yet".
+fn stream_schema_empty() -> SchemaRef {
+    Arc::new(datafusion::arrow::datatypes::Schema::empty())
+}
+
+/// The columns of a stream, as Arrow fields.
+fn stream_schema(def: &StreamDef) -> SchemaRef {
+    Arc::new(datafusion::arrow::datatypes::Schema::new(
+        def.columns
+            .iter()
+            .map(|c| c.ty.field(&c.name, true))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// The Nexmark generator, paced in wall-clock time.

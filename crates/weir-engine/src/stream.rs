@@ -30,6 +30,8 @@ pub struct Stream {
     /// Serializes ingestion, so that rows and the watermarks they advance are
     /// published in order.
     pub(crate) ingest: tokio::sync::Mutex<()>,
+    /// Records the connector skipped because they did not parse.
+    pub rejected: std::sync::atomic::AtomicU64,
     /// When rows last arrived (for `idle_timeout`).
     last_rows: Mutex<Instant>,
     /// The connector and idleness tasks, stopped when the stream is dropped.
@@ -44,6 +46,7 @@ impl Stream {
             schema,
             event_time,
             ingest: tokio::sync::Mutex::new(()),
+            rejected: std::sync::atomic::AtomicU64::new(0),
             last_rows: Mutex::new(Instant::now()),
             tasks: Mutex::new(Vec::new()),
         }

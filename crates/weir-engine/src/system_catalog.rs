@@ -178,9 +178,10 @@ fn sources(db: &Database) -> DfResult<RecordBatch> {
         ("event_time_column", SqlType::Text),
         ("watermark", SqlType::TimestampTz),
         ("late_rows", SqlType::BigInt),
+        ("rejected_records", SqlType::BigInt),
     ]);
-    let (mut names, mut kinds, mut columns, mut marks, mut late) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut names, mut kinds, mut columns, mut marks, mut late, mut rejected) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     for relation in db.relations() {
         let (kind, event_time, schema) = match &relation {
             Relation::Table(t) => ("table", t.event_time.as_ref(), t.schema_ref().clone()),
@@ -192,6 +193,10 @@ fn sources(db: &Database) -> DfResult<RecordBatch> {
         columns.push(event_time.map(|e| schema.field(e.column).name().clone()));
         marks.push(event_time.and_then(|e| e.current_micros()));
         late.push(db.late_rows().count(relation.name()) as i64);
+        rejected.push(match &relation {
+            Relation::Stream(s) => s.rejected.load(Ordering::Relaxed) as i64,
+            _ => 0,
+        });
     }
     Ok(RecordBatch::try_new(
         schema,
@@ -201,6 +206,7 @@ fn sources(db: &Database) -> DfResult<RecordBatch> {
             text(columns),
             timestamptz(marks),
             bigint(late),
+            bigint(rejected),
         ],
     )?)
 }

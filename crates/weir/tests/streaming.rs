@@ -117,6 +117,74 @@ async fn datagen_sequence_arrives_whole() {
     assert!(row.get::<_, bool>(4), "rows are paced");
 }
 
+/// A tailed directory of CSV files: records appended later and files added
+/// later reach the view; a malformed record is skipped and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_source_tails_a_directory() {
+    let server = TestServer::start().await;
+    let client = server.connect("weir").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let first = dir.path().join("a.csv");
+    std::fs::write(
+        &first,
+        "id,amount,at\n1,10,2024-01-01 00:00:01\n2,oops,2024-01-01 00:00:02\n",
+    )
+    .expect("write");
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE payments (id int, amount numeric(10,2), at timestamp, \
+               WATERMARK FOR at AS at - INTERVAL '1' SECOND) \
+             WITH (connector = 'file', path = '{}', format = 'csv', mode = 'tail'); \
+             CREATE MATERIALIZED VIEW totals AS SELECT count(*) AS n, sum(amount) AS total FROM payments",
+            dir.path().display()
+        ))
+        .await
+        .expect("create");
+    let wait_for = |n: i64| {
+        let client = &client;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                client.batch_execute("FLUSH").await.expect("flush");
+                let seen = number(client, "SELECT n FROM totals").await;
+                if seen >= n || Instant::now() > deadline {
+                    return seen;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    // The source starts reading when the view subscribes: the view sees the
+    // first file whole. Then append to it, and add a second file.
+    use std::io::Write;
+    let mut append = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&first)
+        .expect("open");
+    append
+        .write_all(b"3,30,2024-01-01 00:00:03\n")
+        .expect("append");
+    std::fs::write(
+        dir.path().join("b.csv"),
+        "id,amount,at\n4,40.50,2024-01-01 00:00:04\n",
+    )
+    .expect("write");
+    let seen = wait_for(3).await;
+    assert_eq!(seen, 3, "appended and new records arrive");
+    let total = client
+        .query_one("SELECT total::text FROM totals", &[])
+        .await
+        .expect("total");
+    let total: String = total.get(0);
+    assert_eq!(total, "80.50");
+    let rejected = number(
+        &client,
+        "SELECT rejected_records FROM weir_catalog.sources WHERE name = 'payments'",
+    )
+    .await;
+    assert_eq!(rejected, 1, "the malformed record is counted");
+}
+
 /// A source paced in wall-clock time keeps producing: the view grows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_source_keeps_the_view_growing() {
