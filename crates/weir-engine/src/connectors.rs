@@ -42,6 +42,9 @@ trait SourceConnector: Send {
     fn take_rejected(&mut self) -> u64 {
         0
     }
+
+    /// Reading starts now (a view reads the stream): the pace counts from here.
+    fn begin(&mut self) {}
 }
 
 /// The connector named in the options, if any.
@@ -166,6 +169,7 @@ pub(crate) fn start(db: &Arc<Database>, stream: &Arc<Stream>) -> Result<()> {
             drop(stream);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        connector.begin();
         loop {
             let Some(batch) = connector.next_batch() else {
                 tracing::info!("a connector reached its end");
@@ -341,6 +345,10 @@ impl SourceConnector for Generated {
     fn pause(&mut self) -> Duration {
         self.pace.pause(self.datagen.produced())
     }
+
+    fn begin(&mut self) {
+        self.pace = Pace::new(self.datagen.rows_per_second());
+    }
 }
 
 /// The `file` connector.
@@ -452,5 +460,9 @@ impl SourceConnector for Nexmark {
 
     fn pause(&mut self) -> Duration {
         self.pace.pause(self.generated())
+    }
+
+    fn begin(&mut self) {
+        self.pace = Pace::new(self.pace.per_second);
     }
 }

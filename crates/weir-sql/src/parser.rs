@@ -138,10 +138,15 @@ impl WeirParser<'_> {
                 )));
             }
             if self.peek_words(1, &["stream"]) || self.peek_words(1, &["source"]) {
+                let kind = if self.peek_words(1, &["source"]) {
+                    StreamKind::Source
+                } else {
+                    StreamKind::Stream
+                };
                 self.parser.next_token();
                 self.parser.next_token();
                 return Ok(Statement::CreateStream(Box::new(
-                    self.parse_create_stream(StreamKind::Stream)?,
+                    self.parse_create_stream(kind)?,
                 )));
             }
             if self.peek_words(1, &["table"]) && self.table_has_event_time() {

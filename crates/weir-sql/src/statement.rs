@@ -61,6 +61,8 @@ pub struct ShowObjects {
 pub enum StreamKind {
     /// Rows flow through and are not stored.
     Stream,
+    /// `CREATE SOURCE`: a stream, under the name RisingWave uses.
+    Source,
     /// Rows are stored, like any table.
     Table,
 }
@@ -143,6 +145,7 @@ impl fmt::Display for Statement {
                 "CREATE {} {}",
                 match create.kind {
                     StreamKind::Stream => "STREAM",
+                    StreamKind::Source => "SOURCE",
                     StreamKind::Table => "TABLE",
                 },
                 create.name

@@ -26,6 +26,9 @@ use crate::streaming::window_function::name_arguments;
 impl Session {
     pub(crate) async fn create_stream(&mut self, create: &CreateStream) -> Result<Output> {
         if create.kind == StreamKind::Table {
+            if !create.options.is_empty() {
+                return Err(WeirError::not_supported("WITH options on a table"));
+            }
             let output = self
                 .create_table_from(TableSpec {
                     name: &create.name,
@@ -37,9 +40,6 @@ impl Session {
                     append_only: create.append_only,
                 })
                 .await?;
-            if !create.options.is_empty() {
-                return Err(WeirError::not_supported("WITH options on a table"));
-            }
             return Ok(output);
         }
         if !create.constraints.is_empty() {
@@ -55,7 +55,7 @@ impl Session {
         if let Some(existing) = self.db.relation(&name) {
             if create.if_not_exists {
                 self.notice(format!("relation \"{name}\" already exists, skipping"));
-                return Ok(Output::Command(CommandTag::new("CREATE STREAM")));
+                return Ok(Output::Command(CommandTag::new(create_tag(create))));
             }
             return Err(WeirError::new(
                 sqlstate::DUPLICATE_TABLE,
@@ -65,6 +65,15 @@ impl Session {
         let mut columns = Vec::with_capacity(create.columns.len());
         for column in &create.columns {
             let column_name = ident_name(&column.name);
+            if let Some(option) = column.options.first() {
+                return Err(WeirError::new(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "column \"{column_name}\" of a stream cannot have {}: a stream stores no rows",
+                        option.option
+                    ),
+                ));
+            }
             if columns.iter().any(|c: &ColumnDef| c.name == column_name) {
                 return Err(WeirError::new(
                     sqlstate::DUPLICATE_COLUMN,
@@ -95,7 +104,7 @@ impl Session {
             return Err(e);
         }
         crate::connectors::start(&self.db, &stream)?;
-        Ok(Output::Command(CommandTag::new("CREATE STREAM")))
+        Ok(Output::Command(CommandTag::new(create_tag(create))))
     }
 
     /// Rebuilds a saved stream (at startup) and starts its connector.
@@ -265,6 +274,15 @@ impl Session {
     pub(crate) async fn flush(&mut self) -> Result<Output> {
         self.engine.flush().await?;
         Ok(Output::Command(CommandTag::new("FLUSH")))
+    }
+}
+
+/// The command tag: `CREATE SOURCE` for the synonym.
+fn create_tag(create: &CreateStream) -> &'static str {
+    if create.kind == StreamKind::Source {
+        "CREATE SOURCE"
+    } else {
+        "CREATE STREAM"
     }
 }
 

@@ -24,7 +24,7 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
-use crate::message::{Chunk, Message, Op, Watermark};
+use crate::message::{Barrier, Chunk, Message, Op, Watermark};
 use crate::operator::{Operator, Result};
 
 /// One aggregate function call, with its `FILTER (WHERE ...)` if any.
@@ -393,6 +393,11 @@ impl Operator for Aggregate {
         let mut changes = Changes::default();
         self.emit_changed(&changed, &mut changes)?;
         self.flush(changes, out)
+    }
+
+    fn process_barrier(&mut self, _barrier: Barrier, out: &mut Vec<Message>) -> Result<()> {
+        // A global aggregate over inputs that never changed still has its row.
+        self.start(out)
     }
 
     fn process_watermark(&mut self, watermark: Watermark, out: &mut Vec<Message>) -> Result<()> {
