@@ -68,6 +68,18 @@ pub struct ColumnDef {
     pub default: Option<String>,
 }
 
+/// The Arrow schema of declared columns. Every field is nullable: NOT NULL
+/// is enforced by the table store with Postgres' error (declared
+/// non-nullable fields would make DataFusion fail earlier, with its own).
+pub fn arrow_schema(columns: &[ColumnDef]) -> datafusion::arrow::datatypes::SchemaRef {
+    std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(
+        columns
+            .iter()
+            .map(|c| c.ty.field(&c.name, true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
 /// A table: its columns and its primary key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TableDef {

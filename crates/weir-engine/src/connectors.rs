@@ -315,14 +315,8 @@ struct Generated {
 impl Generated {
     fn new(def: &StreamDef) -> Result<Self> {
         check_keys(def, "datagen", &["datagen.", "fields."])?;
-        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(
-            def.columns
-                .iter()
-                .map(|c| c.ty.field(&c.name, true))
-                .collect::<Vec<_>>(),
-        ));
-        let datagen =
-            Datagen::new(schema, &def.options).map_err(|e| option_error(e.to_string()))?;
+        let datagen = Datagen::new(stream_schema(def), &def.options)
+            .map_err(|e| option_error(e.to_string()))?;
         Ok(Generated {
             pace: Pace::new(datagen.rows_per_second()),
             datagen,
@@ -419,19 +413,13 @@ fn stream_schema_empty() -> SchemaRef {
 
 /// The columns of a stream, as Arrow fields.
 fn stream_schema(def: &StreamDef) -> SchemaRef {
-    Arc::new(datafusion::arrow::datatypes::Schema::new(
-        def.columns
-            .iter()
-            .map(|c| c.ty.field(&c.name, true))
-            .collect::<Vec<_>>(),
-    ))
+    crate::catalog::arrow_schema(&def.columns)
 }
 
 /// The Nexmark generator, paced in wall-clock time.
 struct Nexmark {
     generator: NexmarkGenerator,
     pace: Pace,
-    first_event: u64,
 }
 
 impl Nexmark {
@@ -443,13 +431,12 @@ impl Nexmark {
         Ok(Nexmark {
             pace: Pace::new(config.events_per_second()),
             generator: NexmarkGenerator::new(config, table, 0),
-            first_event: 0,
         })
     }
 
     /// Events generated so far.
     fn generated(&self) -> u64 {
-        self.generator.next_event() - self.first_event
+        self.generator.next_event()
     }
 }
 

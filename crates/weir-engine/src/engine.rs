@@ -242,16 +242,18 @@ impl Engine {
             for db in self.databases.list() {
                 for relation in db.relations() {
                     match relation {
-                        Relation::Table(table) => {
+                        // Jobs subscribe under the barrier lock: a feed without
+                        // subscribers now has none until the barrier is in.
+                        Relation::Table(table) if table.feed.has_subscribers().await => {
                             let _writer = table.data.writer().await;
                             table.feed.publish(barrier()).await;
                         }
-                        Relation::Stream(stream) => {
+                        Relation::Stream(stream) if stream.feed.has_subscribers().await => {
                             let _ingest = stream.ingest.lock().await;
                             stream.feed.publish(barrier()).await;
                         }
                         Relation::MaterializedView(view) => views.push(view),
-                        Relation::View(_) => {}
+                        _ => {}
                     }
                 }
             }

@@ -37,8 +37,10 @@ pub struct Admitted {
     pub on_time: RecordBatch,
     /// Late rows, with the watermark each found when it arrived.
     pub late: Option<(RecordBatch, Vec<i64>)>,
-    /// The new watermark, if the rows advanced it.
+    /// The new watermark, if the rows advance it (once committed).
     pub watermark: Option<Watermark>,
+    /// The same, in microseconds.
+    advanced_to: Option<i64>,
 }
 
 impl EventTime {
@@ -120,13 +122,16 @@ impl EventTime {
         self.message(micros).map(Some)
     }
 
-    /// Splits rows into on-time and late ones, advancing the watermark.
+    /// Splits rows into on-time and late ones, and works out the watermark
+    /// they advance to; [`EventTime::commit`] moves it once the rows are
+    /// applied. The caller serializes admissions (a writer or ingest lock).
     pub fn admit(&self, batch: &RecordBatch) -> Result<Admitted> {
         let n = batch.num_rows();
         let times = micros(batch.column(self.column))?;
         let marks = micros(&self.expr.evaluate(batch)?.into_array(n)?)?;
-        let mut watermark = self.lock();
-        let before = *watermark;
+        let before = *self.lock();
+        let mut current = before;
+        let watermark = &mut current;
         let mut keep = Vec::with_capacity(n);
         let mut late_marks = Vec::new();
         for i in 0..n {
@@ -148,7 +153,6 @@ impl EventTime {
             }
         }
         let after = *watermark;
-        drop(watermark);
         let advanced = match (before, after) {
             (_, None) => None,
             (None, Some(w)) => Some(w),
@@ -169,7 +173,18 @@ impl EventTime {
             on_time,
             late,
             watermark: advanced.map(|w| self.message(w)).transpose()?,
+            advanced_to: advanced,
         })
+    }
+
+    /// Moves the watermark to where admitted rows, now applied, took it.
+    pub fn commit(&self, admitted: &Admitted) {
+        if let Some(to) = admitted.advanced_to {
+            let mut watermark = self.lock();
+            if watermark.is_none_or(|w| to > w) {
+                *watermark = Some(to);
+            }
+        }
     }
 }
 

@@ -112,15 +112,7 @@ impl Table {
         defaults: HashMap<String, Expr>,
         event_time: Option<EventTime>,
     ) -> Self {
-        let schema = Arc::new(Schema::new(
-            def.columns
-                .iter()
-                // NOT NULL is enforced by the table store with Postgres'
-                // error; declared non-nullable fields would make DataFusion
-                // fail earlier, with its own.
-                .map(|c| c.ty.field(&c.name, true))
-                .collect::<Vec<_>>(),
-        ));
+        let schema = crate::catalog::arrow_schema(&def.columns);
         let not_null = def
             .columns
             .iter()

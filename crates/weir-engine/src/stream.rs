@@ -115,6 +115,7 @@ pub(crate) async fn publish_admitted(
     let (rows, watermark) = match event_time {
         Some(event_time) => {
             let admitted = event_time.admit(&batch)?;
+            event_time.commit(&admitted);
             if let Some((late, marks)) = &admitted.late {
                 late_rows.record(relation, late, marks);
             }

@@ -34,26 +34,25 @@ pub enum Outputs {
 }
 
 impl Outputs {
-    async fn send(&self, message: Message) -> bool {
+    /// Sends a message on; false when nobody is downstream any more.
+    async fn send(&self, message: Message) -> Result<bool> {
         match self {
             Outputs::Channels(senders) => {
                 let mut alive = senders.is_empty();
                 for sender in senders {
                     alive |= sender.send(message.clone()).await.is_ok();
                 }
-                alive
+                Ok(alive)
             }
             Outputs::Feed(feed) => {
                 feed.publish(message).await;
-                true
+                Ok(true)
             }
-            Outputs::View(view) => match view.deliver(message).await {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::error!(error = %e, "a materialized view could not apply a change");
-                    false
-                }
-            },
+            // A view that cannot apply a change fails its job.
+            Outputs::View(view) => {
+                view.deliver(message).await?;
+                Ok(true)
+            }
         }
     }
 }
@@ -79,11 +78,14 @@ impl NodeMetrics {
 }
 
 /// Runs `operator` until its inputs end, its outputs go away, or it fails.
+/// Barriers of epochs up to `start_epoch` are from before the job subscribed
+/// to its sources (some inputs may still carry them): they are dropped.
 pub async fn run(
     mut operator: Box<dyn Operator>,
     mut inputs: Vec<mpsc::Receiver<Message>>,
     outputs: Outputs,
     metrics: Arc<NodeMetrics>,
+    start_epoch: u64,
 ) -> Result<()> {
     let n = inputs.len();
     let mut ended = vec![false; n];
@@ -142,6 +144,7 @@ pub async fn run(
                     )?;
                 }
             }
+            Some(Message::Barrier(b)) if b.epoch <= start_epoch => {}
             Some(Message::Barrier(b)) => {
                 holding[input] = true;
                 barrier = Some(b);
@@ -176,7 +179,7 @@ pub async fn run(
                 }
                 Message::Barrier(_) => {}
             }
-            if !outputs.send(message).await {
+            if !outputs.send(message).await? {
                 // Nobody downstream any more: the job is being stopped.
                 return Ok(());
             }

@@ -62,19 +62,25 @@ impl Feed {
     /// twice.
     pub async fn subscribe(&self, backfill: Vec<Message>) -> mpsc::Receiver<Message> {
         let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+        self.subscribe_with(sender, backfill).await;
+        receiver
+    }
+
+    /// Subscribes `sender` (whose receiver is being read already: a job
+    /// started before it subscribed does not hold up writers meanwhile).
+    pub async fn subscribe_with(&self, sender: mpsc::Sender<Message>, backfill: Vec<Message>) {
         // The backfill may not fit in the channel: hand it over from a task
         // that the subscriber drains, and register the subscriber after it so
         // that live messages follow the backfill.
         let mut subscribers = self.subscribers.lock().await;
         if backfill.is_empty() {
             subscribers.push(sender);
-            return receiver;
+            return;
         }
         let (live, live_receiver) = mpsc::channel(CHANNEL_CAPACITY);
         subscribers.push(live);
         drop(subscribers);
         tokio::spawn(forward(backfill, live_receiver, sender));
-        receiver
     }
 }
 
@@ -89,7 +95,13 @@ async fn forward(
             return;
         }
     }
-    while let Some(message) = live.recv().await {
+    loop {
+        // End as soon as the subscriber goes, not at the next message.
+        let message = tokio::select! {
+            message = live.recv() => message,
+            () = out.closed() => return,
+        };
+        let Some(message) = message else { return };
         if out.send(message).await.is_err() {
             return;
         }

@@ -6,7 +6,10 @@
 //! node's output goes to the job's sink (a materialized view's changelog).
 //! Dropping the [`Job`] stops every task and frees their state.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
+
+use futures::FutureExt;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -68,17 +71,9 @@ impl JobGraph {
         self.nodes.len() - 1
     }
 
-    /// The graph as `EXPLAIN` prints it: one line per node, sources first.
-    pub fn explain(&self) -> Vec<String> {
-        self.nodes
-            .iter()
-            .enumerate()
-            .map(|(id, node)| explain_line(id, node.operator.as_ref(), &input_labels(&node.inputs)))
-            .collect()
-    }
-
-    /// Starts the job. The last node sends its output to `sink`.
-    pub fn spawn(self, sink: Outputs) -> Job {
+    /// Starts the job. The last node sends its output to `sink`. The job
+    /// subscribed to its sources after the barrier of `start_epoch`.
+    pub fn spawn(self, sink: Outputs, start_epoch: u64) -> Job {
         let count = self.nodes.len();
         // The consumers of each node.
         let mut senders: Vec<Vec<mpsc::Sender<Message>>> = (0..count).map(|_| Vec::new()).collect();
@@ -124,12 +119,17 @@ impl JobGraph {
             let status = status.clone();
             let name = operator.name();
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = driver::run(operator, inputs, outputs, metrics).await {
-                    tracing::error!(operator = name, error = %e, "a streaming operator failed");
-                    let mut status = status.lock().unwrap_or_else(|p| p.into_inner());
-                    if *status == JobStatus::Running {
-                        *status = JobStatus::Failed(format!("{name}: {e}"));
-                    }
+                let run = driver::run(operator, inputs, outputs, metrics, start_epoch);
+                // A panic in an operator fails the job, like an error.
+                let error = match AssertUnwindSafe(run).catch_unwind().await {
+                    Ok(Ok(())) => return,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => "the operator panicked".to_string(),
+                };
+                tracing::error!(operator = name, error = %error, "a streaming operator failed");
+                let mut status = status.lock().unwrap_or_else(|p| p.into_inner());
+                if *status == JobStatus::Running {
+                    *status = JobStatus::Failed(format!("{name}: {error}"));
                 }
             }));
         }
@@ -149,17 +149,6 @@ fn input_labels(inputs: &[Input]) -> Vec<String> {
             Input::Source(label, _) => label.clone(),
         })
         .collect()
-}
-
-fn explain_line(id: usize, operator: &dyn Operator, inputs: &[String]) -> String {
-    let describe = operator.describe();
-    let mut line = format!("#{id} {}", operator.name());
-    if !describe.is_empty() {
-        line.push(' ');
-        line.push_str(&describe);
-    }
-    line.push_str(&format!(" <- {}", inputs.join(", ")));
-    line
 }
 
 impl Job {

@@ -6,8 +6,6 @@
 //! of the new one). Streams that only ever insert (append-only) carry no
 //! operation column.
 
-use std::sync::Arc;
-
 use arrow::array::{ArrayRef, AsArray, BooleanArray, Int8Array, RecordBatch, RecordBatchOptions};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Int8Type, SchemaRef};
@@ -120,14 +118,6 @@ impl Chunk {
             None => None,
         };
         Ok(Chunk { batch, ops })
-    }
-
-    /// The operation column as an array (all inserts when absent).
-    pub fn ops_array(&self) -> ArrayRef {
-        match &self.ops {
-            Some(ops) => Arc::new(ops.clone()),
-            None => Arc::new(Int8Array::from(vec![Op::Insert.code(); self.num_rows()])),
-        }
     }
 
     /// Rows and operations as `(row index, op)`, in order.

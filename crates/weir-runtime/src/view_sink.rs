@@ -3,7 +3,8 @@
 //!
 //! Applying a change to the rows and publishing it happen under one lock, and
 //! so do reading the rows and subscribing: a job that starts reading the view
-//! gets its rows once, then every later change, never one twice.
+//! gets its rows (and its current watermarks) once, then every later change,
+//! never one twice.
 
 use std::sync::Arc;
 
@@ -18,7 +19,8 @@ use crate::message::{Chunk, Message};
 pub struct ViewSink {
     data: Arc<ViewData>,
     feed: Arc<Feed>,
-    lock: Mutex<()>,
+    /// The last watermark per column, for jobs that start reading the view.
+    watermarks: Mutex<std::collections::BTreeMap<usize, Message>>,
     epoch: watch::Sender<u64>,
 }
 
@@ -28,7 +30,7 @@ impl ViewSink {
         Arc::new(ViewSink {
             data,
             feed,
-            lock: Mutex::new(()),
+            watermarks: Mutex::new(std::collections::BTreeMap::new()),
             epoch: watch::Sender::new(0),
         })
     }
@@ -45,9 +47,13 @@ impl ViewSink {
 
     /// Applies and publishes one message of the job's output.
     pub async fn deliver(&self, message: Message) -> Result<(), arrow::error::ArrowError> {
-        let _guard = self.lock.lock().await;
-        if let Message::Chunk(chunk) = &message {
-            self.data.apply(&chunk.batch, chunk.ops.as_ref())?;
+        let mut watermarks = self.watermarks.lock().await;
+        match &message {
+            Message::Chunk(chunk) => self.data.apply(&chunk.batch, chunk.ops.as_ref())?,
+            Message::Watermark(w) => {
+                watermarks.insert(w.column, message.clone());
+            }
+            Message::Barrier(_) => {}
         }
         let barrier = match &message {
             Message::Barrier(b) => Some(b.epoch),
@@ -61,14 +67,19 @@ impl ViewSink {
     }
 
     /// A subscription to the view's changes that starts with its rows.
-    pub async fn subscribe(&self) -> Result<mpsc::Receiver<Message>, arrow::error::ArrowError> {
-        let _guard = self.lock.lock().await;
+    pub async fn subscribe(
+        &self,
+        sender: mpsc::Sender<Message>,
+    ) -> Result<(), arrow::error::ArrowError> {
+        let watermarks = self.watermarks.lock().await;
         let backfill = self
             .data
             .snapshot()?
             .iter()
             .map(|batch| Message::Chunk(Chunk::inserts(batch.clone())))
+            .chain(watermarks.values().cloned())
             .collect();
-        Ok(self.feed.subscribe(backfill).await)
+        self.feed.subscribe_with(sender, backfill).await;
+        Ok(())
     }
 }

@@ -313,20 +313,30 @@ impl WeirParser<'_> {
 
     /// Whether the `CREATE TABLE` ahead declares event time or is append-only
     /// (Weir's form); otherwise it is sqlparser's.
+    /// `WATERMARK FOR` among the columns, or `APPEND ONLY` after them (a
+    /// column may be named `watermark`).
     fn table_has_event_time(&self) -> bool {
         let mut n = 2;
+        let mut depth = 0usize;
         loop {
             match &self.parser.peek_nth_token_ref(n).token {
                 Token::EOF | Token::SemiColon => return false,
-                Token::Word(w) if w.value.eq_ignore_ascii_case("watermark") => return true,
-                Token::Word(w) if w.value.eq_ignore_ascii_case("append") => {
-                    return matches!(
-                        &self.parser.peek_nth_token_ref(n + 1).token,
-                        Token::Word(next) if next.value.eq_ignore_ascii_case("only")
-                    );
+                Token::LParen => depth += 1,
+                Token::RParen => depth = depth.saturating_sub(1),
+                Token::Word(w)
+                    if depth == 1
+                        && w.value.eq_ignore_ascii_case("watermark")
+                        && self.peek_words(n + 1, &["for"]) =>
+                {
+                    return true;
                 }
-                _ => n += 1,
+                Token::Word(w) if depth == 0 && w.value.eq_ignore_ascii_case("append") => {
+                    return self.peek_words(n + 1, &["only"]);
+                }
+                Token::Word(w) if depth == 0 && w.value.eq_ignore_ascii_case("as") => return false,
+                _ => {}
             }
+            n += 1;
         }
     }
 

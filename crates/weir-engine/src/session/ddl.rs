@@ -49,12 +49,8 @@ impl Session {
         let name = self.relation_name(create.name)?;
         let engine = self.engine.clone();
         let _ddl = engine.ddl_lock().await;
-        if let Some(existing) = self.db.relation(&name) {
-            if create.if_not_exists {
-                self.notice(format!("relation \"{name}\" already exists, skipping"));
-                return Ok(Output::Command(CommandTag::new("CREATE TABLE")));
-            }
-            return Err(already_exists(&existing));
+        if self.name_taken(&name, create.if_not_exists)? {
+            return Ok(Output::Command(CommandTag::new("CREATE TABLE")));
         }
 
         // CREATE TABLE ... AS SELECT: the columns are the query's.
@@ -207,14 +203,8 @@ impl Session {
 
     /// Builds a table from its definition, planning its column defaults.
     fn build_table(&self, def: TableDef) -> Result<Arc<Table>> {
-        let schema = datafusion::arrow::datatypes::Schema::new(
-            def.columns
-                .iter()
-                .map(|c| c.ty.field(&c.name, true))
-                .collect::<Vec<_>>(),
-        );
-        let schema_for_event_time = schema.clone();
-        let df_schema = DFSchema::try_from(schema)?;
+        let schema = crate::catalog::arrow_schema(&def.columns);
+        let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
         let mut defaults: HashMap<String, Expr> = HashMap::new();
         for column in &def.columns {
             if let Some(sql) = &column.default {
@@ -234,11 +224,7 @@ impl Session {
             }
         }
         let event_time = match &def.watermark {
-            Some(spec) => Some(EventTime::plan(
-                spec,
-                &Arc::new(schema_for_event_time),
-                &self.ctx,
-            )?),
+            Some(spec) => Some(EventTime::plan(spec, &schema, &self.ctx)?),
             None => None,
         };
         Ok(Arc::new(Table::new(def, defaults, event_time)))
@@ -553,6 +539,19 @@ pub(crate) struct TableSpec<'a> {
 }
 
 impl Session {
+    /// Whether a relation `name` exists already: with `IF NOT EXISTS` a
+    /// notice says it is skipped (true), otherwise it is an error (42P07).
+    pub(super) fn name_taken(&mut self, name: &str, if_not_exists: bool) -> Result<bool> {
+        match self.db.relation(name) {
+            None => Ok(false),
+            Some(_) if if_not_exists => {
+                self.notice(format!("relation \"{name}\" already exists, skipping"));
+                Ok(true)
+            }
+            Some(existing) => Err(already_exists(&existing)),
+        }
+    }
+
     /// Statements that Postgres refuses inside a transaction block.
     fn refuse_in_block(&self, statement: &str) -> Result<()> {
         if self.transaction_state() == super::TransactionState::Idle {

@@ -71,6 +71,14 @@ impl Session {
                 )
                 .with_hint("An APPEND ONLY table only takes INSERT."))
             }
+            // Changing rows behind the watermark would reopen closed windows.
+            Some(Relation::Table(t)) if t.event_time.is_some() && verb != "insert into" => {
+                Err(WeirError::new(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    format!("cannot {verb} table \"{relation_name}\", which has event time"),
+                )
+                .with_hint("A table with WATERMARK FOR only takes INSERT."))
+            }
             Some(Relation::Table(t)) => Ok(t),
             Some(other) => Err(WeirError::new(
                 sqlstate::WRONG_OBJECT_TYPE,
@@ -135,7 +143,7 @@ impl Session {
                 let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
                 let batches = conform_to_table(&table.def.columns, table.schema_ref(), batches)?;
                 let batch = concat_batches(table.schema_ref(), batches.iter())?;
-                let (batch, watermark, late) = match &table.event_time {
+                let (batch, admitted, late) = match &table.event_time {
                     Some(event_time) => {
                         let admitted = event_time.admit(&batch)?;
                         let late = admitted
@@ -145,13 +153,22 @@ impl Session {
                         if let Some((rows, marks)) = &admitted.late {
                             self.db.late_rows().record(&table.def.name, rows, marks);
                         }
-                        (admitted.on_time, admitted.watermark, late)
+                        (admitted.on_time.clone(), Some(admitted), late)
                     }
                     None => (batch, None, 0),
                 };
                 let added = writer
                     .insert(std::slice::from_ref(&batch))
                     .map_err(|e| write_error(&table.def, e))?;
+                // The rows are in: the watermark moves (not before, in case
+                // the insert is refused).
+                let watermark = match (&table.event_time, admitted) {
+                    (Some(event_time), Some(admitted)) => {
+                        event_time.commit(&admitted);
+                        admitted.watermark
+                    }
+                    _ => None,
+                };
                 if added > 0 {
                     table
                         .feed
@@ -186,9 +203,13 @@ impl Session {
     }
 
     /// With `implicit_flush` on, waits until the views reflect the write.
-    async fn implicit_flush(&self) -> Result<()> {
-        if self.read_settings().implicit_flush() {
-            self.engine.flush().await?;
+    /// The write is done whatever happens here: a view that has stopped is
+    /// reported as a warning, not as a failure of the write.
+    async fn implicit_flush(&mut self) -> Result<()> {
+        if self.read_settings().implicit_flush()
+            && let Err(e) = self.engine.flush().await
+        {
+            self.warning(e.code, e.message);
         }
         Ok(())
     }
@@ -289,7 +310,7 @@ impl Session {
     }
 
     pub(crate) async fn execute_modify(
-        &self,
+        &mut self,
         table: &Arc<Table>,
         plan: &LogicalPlan,
         kind: ModifyKind,

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{RecordBatch, StringArray};
-use datafusion::arrow::datatypes::Schema;
 use datafusion::sql::resolve::resolve_table_references;
 use datafusion::sql::sqlparser::ast;
 use weir_runtime::ViewSink;
@@ -15,7 +14,7 @@ use super::column_names::{Aliasing, alias_output_columns};
 use super::ddl::TableSpec;
 use super::names::ident_name;
 use super::{Session, name_column_schema};
-use crate::catalog::{ColumnDef, MaterializedViewDef, StreamDef, WatermarkSpec};
+use crate::catalog::{ColumnDef, MaterializedViewDef, StreamDef, WatermarkSpec, arrow_schema};
 use crate::error::{Result, WeirError, sqlstate};
 use crate::event_time::EventTime;
 use crate::output::{CommandTag, Output, Rows};
@@ -52,15 +51,8 @@ impl Session {
         let name = self.relation_name(&create.name)?;
         let engine = self.engine.clone();
         let _ddl = engine.ddl_lock().await;
-        if let Some(existing) = self.db.relation(&name) {
-            if create.if_not_exists {
-                self.notice(format!("relation \"{name}\" already exists, skipping"));
-                return Ok(Output::Command(CommandTag::new(create_tag(create))));
-            }
-            return Err(WeirError::new(
-                sqlstate::DUPLICATE_TABLE,
-                format!("relation \"{}\" already exists", existing.name()),
-            ));
+        if self.name_taken(&name, create.if_not_exists)? {
+            return Ok(Output::Command(CommandTag::new(create_tag(create))));
         }
         let mut columns = Vec::with_capacity(create.columns.len());
         for column in &create.columns {
@@ -117,12 +109,7 @@ impl Session {
     /// A stream from its definition (also at startup).
     pub(crate) fn build_stream(&self, def: StreamDef) -> Result<Arc<Stream>> {
         crate::connectors::check_options(&def)?;
-        let schema = Arc::new(Schema::new(
-            def.columns
-                .iter()
-                .map(|c| c.ty.field(&c.name, true))
-                .collect::<Vec<_>>(),
-        ));
+        let schema = arrow_schema(&def.columns);
         let event_time = match &def.watermark {
             Some(spec) => Some(EventTime::plan(spec, &schema, &self.ctx)?),
             None => None,
@@ -165,15 +152,8 @@ impl Session {
         let name = self.relation_name(&create.name)?;
         let engine = self.engine.clone();
         let ddl = engine.ddl_lock().await;
-        if let Some(existing) = self.db.relation(&name) {
-            if create.if_not_exists {
-                self.notice(format!("relation \"{name}\" already exists, skipping"));
-                return Ok(Output::Command(CommandTag::new("CREATE MATERIALIZED VIEW")));
-            }
-            return Err(WeirError::new(
-                sqlstate::DUPLICATE_TABLE,
-                format!("relation \"{}\" already exists", existing.name()),
-            ));
+        if self.name_taken(&name, create.if_not_exists)? {
+            return Ok(Output::Command(CommandTag::new("CREATE MATERIALIZED VIEW")));
         }
         let def = MaterializedViewDef {
             oid: self.engine.allocate_oid(),
@@ -187,8 +167,11 @@ impl Session {
             return Err(e);
         }
         drop(ddl);
-        // Return once the view holds what its inputs held (the backfill).
-        self.engine.flush().await?;
+        // Return once the view holds what its inputs held (the backfill). The
+        // view exists whatever happens now: a failure is a warning.
+        if let Err(e) = self.engine.flush().await {
+            self.warning(e.code, e.message);
+        }
         Ok(Output::Command(CommandTag::new("CREATE MATERIALIZED VIEW")))
     }
 
@@ -219,8 +202,8 @@ impl Session {
         ));
         // Sources are subscribed and the view registered between two
         // barriers, so that FLUSH waits for it or not at all.
-        let _barriers = self.engine.barrier_lock().await;
-        let job = plan.start(sink).await?;
+        let barriers = self.engine.barrier_lock().await;
+        let job = plan.start(sink, *barriers).await?;
         view.set_job(job);
         self.db.add(Relation::MaterializedView(view));
         Ok(())

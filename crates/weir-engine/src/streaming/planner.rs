@@ -25,6 +25,8 @@ use datafusion::physical_expr::expressions::Column;
 #[allow(deprecated)]
 // LoweredAggregateBuilder needs a planning context DataFusion does not export yet
 use datafusion::physical_planner::create_aggregate_expr_and_maybe_filter;
+use tokio::sync::mpsc;
+use weir_runtime::feed::CHANNEL_CAPACITY;
 use weir_runtime::operators::project::watermark_input;
 use weir_runtime::operators::{
     Aggregate, AggregateCall, AssignWindows, Filter, Project, Union, WindowClose,
@@ -201,16 +203,7 @@ impl Planner<'_> {
                     }
                 }
                 let schema: SchemaRef = Arc::new(projection.schema.as_arrow().clone());
-                let node = self.add(
-                    Box::new(Project::new(exprs, input.schema.clone(), schema.clone())),
-                    vec![input.source],
-                );
-                Ok(Lowered {
-                    source: node,
-                    schema,
-                    watermarks,
-                    append_only: input.append_only,
-                })
+                Ok(self.project(input, exprs, schema, watermarks))
             }
             LogicalPlan::Filter(filter) => {
                 let input = self.lower(&filter.input)?;
@@ -338,10 +331,14 @@ impl Planner<'_> {
                 (m.watermark_columns.iter().copied().collect(), m.append_only)
             }
             Relation::View(v) => {
-                return Err(WeirError::internal(format!(
-                    "view \"{}\" was not inlined",
-                    v.def.name
-                )));
+                return Err(WeirError::new(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "a window function over view \"{}\" is not supported in a materialized view yet",
+                        v.def.name
+                    ),
+                )
+                .with_hint("Apply the window function to the tables or streams the view reads."));
             }
         };
         self.sources.push(relation.name().to_string());
@@ -371,16 +368,27 @@ impl Planner<'_> {
             .filter(|(_, c)| input.watermarks.contains(c))
             .map(|(i, _)| i)
             .collect();
+        Ok(self.project(input, exprs, schema, watermarks))
+    }
+
+    /// A projection node computing `exprs` over `input`.
+    fn project(
+        &mut self,
+        input: Lowered,
+        exprs: Vec<Arc<dyn PhysicalExpr>>,
+        schema: SchemaRef,
+        watermarks: BTreeSet<usize>,
+    ) -> Lowered {
         let node = self.add(
             Box::new(Project::new(exprs, input.schema.clone(), schema.clone())),
             vec![input.source],
         );
-        Ok(Lowered {
+        Lowered {
             source: node,
             schema,
             watermarks,
             append_only: input.append_only,
-        })
+        }
     }
 
     fn filter(&mut self, input: Lowered, predicate: &Expr, schema: &DFSchema) -> Result<Lowered> {
@@ -421,31 +429,41 @@ impl StreamPlan {
         lines
     }
 
-    /// Subscribes to the sources (each starting with its current content) and
-    /// starts the job, delivering to `sink`. The caller holds the barrier
-    /// lock, so that no barrier reaches some sources and not others.
-    pub async fn start(self, sink: Arc<ViewSink>) -> Result<weir_runtime::Job> {
+    /// Starts the job, delivering to `sink`, then subscribes it to its
+    /// sources (each starting with its current content). The tasks run before
+    /// the subscriptions are taken, so that a source's writers never wait on
+    /// a job that cannot read yet. The caller holds the barrier lock (at
+    /// `epoch`), so that no barrier reaches some sources and not others.
+    pub async fn start(self, sink: Arc<ViewSink>, epoch: u64) -> Result<weir_runtime::Job> {
         let mut graph = JobGraph::default();
+        let mut sources = Vec::new();
         for node in self.nodes {
-            let mut inputs = Vec::with_capacity(node.inputs.len());
-            for input in node.inputs {
-                inputs.push(match input {
+            let inputs = node
+                .inputs
+                .into_iter()
+                .map(|input| match input {
                     Source::Node(id) => Input::Node(id),
                     Source::Relation(relation) => {
                         let label = format!("{} {}", relation.kind_name(), relation.name());
-                        Input::Source(label, subscribe(&relation).await?)
+                        let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+                        sources.push((relation, sender));
+                        Input::Source(label, receiver)
                     }
-                });
-            }
+                })
+                .collect();
             graph.add(node.operator, inputs);
         }
-        Ok(graph.spawn(Outputs::View(sink)))
+        let job = graph.spawn(Outputs::View(sink), epoch);
+        for (relation, sender) in sources {
+            subscribe(&relation, sender).await?;
+        }
+        Ok(job)
     }
 }
 
-/// A subscription to a relation's changelog, starting with its content.
-async fn subscribe(relation: &Relation) -> Result<tokio::sync::mpsc::Receiver<Message>> {
-    Ok(match relation {
+/// Subscribes `sender` to a relation's changelog, starting with its content.
+async fn subscribe(relation: &Relation, sender: mpsc::Sender<Message>) -> Result<()> {
+    match relation {
         Relation::Table(table) => {
             // No write between reading the rows and subscribing.
             let writer = table.data.writer().await;
@@ -457,9 +475,8 @@ async fn subscribe(relation: &Relation) -> Result<tokio::sync::mpsc::Receiver<Me
             if let Some(watermark) = table.event_time.as_ref().and_then(|e| e.current()) {
                 backfill.push(Message::Watermark(watermark));
             }
-            let receiver = table.feed.subscribe(backfill).await;
+            table.feed.subscribe_with(sender, backfill).await;
             drop(writer);
-            receiver
         }
         Relation::Stream(stream) => {
             let _ingest = stream.ingest.lock().await;
@@ -470,14 +487,15 @@ async fn subscribe(relation: &Relation) -> Result<tokio::sync::mpsc::Receiver<Me
                 .map(Message::Watermark)
                 .into_iter()
                 .collect();
-            stream.feed.subscribe(backfill).await
+            stream.feed.subscribe_with(sender, backfill).await;
         }
-        Relation::MaterializedView(view) => view.sink.subscribe().await?,
+        Relation::MaterializedView(view) => view.sink.subscribe(sender).await?,
         Relation::View(view) => {
             return Err(WeirError::internal(format!(
                 "view \"{}\" cannot be subscribed to",
                 view.def.name
             )));
         }
-    })
+    }
+    Ok(())
 }

@@ -94,6 +94,9 @@ pub fn name_arguments<V: VisitMut>(node: &mut V) {
     let _ = node.visit(&mut Names);
 }
 
+/// The most windows of one `hop` a row may belong to (size / slide).
+const MAX_WINDOWS_PER_ROW: i64 = 10_000;
+
 /// Registers `tumble` and `hop` with a session.
 pub fn install(ctx: &datafusion::execution::context::SessionContext, db: &Arc<Database>) {
     ctx.register_udtf("tumble", Arc::new(WindowFunction::tumble(db)));
@@ -218,6 +221,16 @@ impl TableFunctionImpl for WindowFunction {
                 return Err(self.error(
                     sqlstate::INVALID_PARAMETER_VALUE,
                     "the slide of hop must not be larger than its size",
+                ));
+            }
+            // Each row is copied into size / slide windows.
+            if size / slide > MAX_WINDOWS_PER_ROW {
+                return Err(self.error(
+                    sqlstate::INVALID_PARAMETER_VALUE,
+                    format!(
+                        "hop would put each row in {} windows; at most {MAX_WINDOWS_PER_ROW} are allowed (make the slide larger)",
+                        size / slide
+                    ),
                 ));
             }
             WindowKind::Hop { slide, size }

@@ -55,6 +55,13 @@ struct Group {
     bytes: usize,
 }
 
+impl Group {
+    /// The aggregate values of the group now.
+    fn values(&mut self) -> Result<Vec<ScalarValue>> {
+        self.accumulators.iter_mut().map(|a| a.evaluate()).collect()
+    }
+}
+
 /// Grouped aggregation.
 pub struct Aggregate {
     group_exprs: Vec<Arc<dyn PhysicalExpr>>,
@@ -172,11 +179,7 @@ impl Aggregate {
                 self.state_bytes = self.state_bytes.saturating_sub(bytes);
                 continue;
             }
-            let values = group
-                .accumulators
-                .iter_mut()
-                .map(|a| a.evaluate())
-                .collect::<Result<Vec<_>>>()?;
+            let values = group.values()?;
             if group.emitted.as_ref() != Some(&values) {
                 if let Some(old) = group.emitted.take() {
                     changes.push(Op::Delete, &group.key, old);
@@ -236,11 +239,11 @@ impl Changes {
             })
             .collect::<Result<Vec<ArrayRef>>>()?;
         let batch = RecordBatch::try_new(schema.clone(), columns)?;
-        let ops = Int8Array::from(self.ops);
-        Ok(Some(if ops.values().iter().all(|o| *o > 0) {
-            Chunk::inserts(batch)
+        let chunk = Chunk::new(batch, Int8Array::from(self.ops));
+        Ok(Some(if chunk.is_insert_only() {
+            Chunk::inserts(chunk.batch)
         } else {
-            Chunk::new(batch, ops)
+            chunk
         }))
     }
 }
@@ -441,11 +444,7 @@ impl Operator for Aggregate {
                     if group.rows <= 0 {
                         continue;
                     }
-                    let values = group
-                        .accumulators
-                        .iter_mut()
-                        .map(|a| a.evaluate())
-                        .collect::<Result<Vec<_>>>()?;
+                    let values = group.values()?;
                     changes.push(Op::Insert, &group.key, values);
                 }
                 self.flush(changes, out)?;

@@ -82,6 +82,11 @@ impl WindowSpec {
             to_unit(self.slide(), per_unit),
             to_unit(self.offset, per_unit),
         );
+        if slide <= 0 || size <= 0 {
+            return Err(DataFusionError::Execution(format!(
+                "window sizes must be whole multiples of the time column's unit ({unit:?})"
+            )));
+        }
         let values = timestamps(time)?;
         let mut rows: Vec<u32> = Vec::with_capacity(batch.num_rows());
         let mut starts: Vec<i64> = Vec::with_capacity(batch.num_rows());
@@ -89,11 +94,14 @@ impl WindowSpec {
             let Some(ts) = ts else { continue };
             // The latest window start at or before the row, then earlier ones
             // while the window still contains the row.
-            let mut start = ts - (ts - offset).rem_euclid(slide);
-            while start > ts - size {
+            let mut start = ts.saturating_sub(ts.saturating_sub(offset).rem_euclid(slide));
+            while start > ts.saturating_sub(size) {
                 rows.push(row as u32);
                 starts.push(start);
-                start -= slide;
+                start = start.saturating_sub(slide);
+                if start == i64::MIN {
+                    break;
+                }
             }
         }
         let indices = UInt32Array::from(rows);
@@ -103,8 +111,12 @@ impl WindowSpec {
             .map(|c| take(c.as_ref(), &indices, None))
             .collect::<std::result::Result<_, ArrowError>>()?;
         let window_start = PrimitiveArray::<Int64Type>::from(starts.clone());
-        let window_end =
-            PrimitiveArray::<Int64Type>::from(starts.iter().map(|s| s + size).collect::<Vec<_>>());
+        let window_end = PrimitiveArray::<Int64Type>::from(
+            starts
+                .iter()
+                .map(|s| s.saturating_add(size))
+                .collect::<Vec<_>>(),
+        );
         let time_type = time.data_type();
         columns.push(arrow::compute::cast(&window_start, time_type)?);
         columns.push(arrow::compute::cast(&window_end, time_type)?);
@@ -122,8 +134,13 @@ impl WindowSpec {
             to_unit(self.slide(), per_unit),
             to_unit(self.offset, per_unit),
         );
-        let earliest = time - size;
-        earliest - (earliest - offset).rem_euclid(slide) + slide
+        if slide <= 0 {
+            return time;
+        }
+        let earliest = time.saturating_sub(size);
+        earliest
+            .saturating_sub(earliest.saturating_sub(offset).rem_euclid(slide))
+            .saturating_add(slide)
     }
 }
 
