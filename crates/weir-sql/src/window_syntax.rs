@@ -5,12 +5,13 @@
 //! is `tumble(bid, date_time, INTERVAL '10' SECOND)`. Before parsing, this
 //! module turns the tokens of the first form into the tokens of the second,
 //! matching parentheses; the arguments are not touched. `HOP` keeps Flink's
-//! argument order (slide, then size), which is also Weir's.
+//! argument order (slide, then size), which is also Weir's. `SESSION(TABLE t
+//! PARTITION BY k, DESCRIPTOR(ts), gap)` becomes `session(t, ts, gap, k)`.
 
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
 
 /// The window functions with a Flink form.
-const FUNCTIONS: &[&str] = &["tumble", "hop"];
+const FUNCTIONS: &[&str] = &["tumble", "hop", "session"];
 
 /// Rewrites every `TABLE(F(TABLE t, DESCRIPTOR(c), args...))` into
 /// `F(t, c, args...)`.
@@ -122,11 +123,40 @@ fn rewrite_at(tokens: &[TokenWithSpan], i: usize) -> Option<(Vec<TokenWithSpan>,
     if !is_word(&tokens[table].token, "table") || table >= relation_to {
         return None;
     }
-    let (descriptor_from, descriptor_to) = *args.get(1)?;
+    // The relation, and the partition columns after `PARTITION BY` (which
+    // may run over several arguments when not in parentheses).
+    let descriptor_arg = args.iter().position(|&(from, _)| {
+        next_significant(tokens, from).is_some_and(|t| is_word(&tokens[t].token, "descriptor"))
+    })?;
+    let partition_at = (table + 1..relation_to).find(|&t| is_word(&tokens[t].token, "partition"));
+    let mut partition: Vec<(usize, usize)> = Vec::new();
+    let relation_end = match partition_at {
+        Some(at) => {
+            if !is_word(&tokens[function].token, "session") {
+                return None;
+            }
+            let by = next_significant(tokens, at + 1)?;
+            if !is_word(&tokens[by].token, "by") {
+                return None;
+            }
+            let (mut from, mut to) = (by + 1, relation_to);
+            let open = next_significant(tokens, from)?;
+            if tokens[open].token == Token::LParen
+                && closing(tokens, open)? + 1 >= relation_to
+                && descriptor_arg == 1
+            {
+                from = open + 1;
+                to = closing(tokens, open)?;
+            }
+            partition.push((from, to));
+            partition.extend_from_slice(&args[1..descriptor_arg]);
+            at
+        }
+        None if descriptor_arg == 1 => relation_to,
+        None => return None,
+    };
+    let (descriptor_from, descriptor_to) = args[descriptor_arg];
     let descriptor = next_significant(tokens, descriptor_from)?;
-    if !is_word(&tokens[descriptor].token, "descriptor") {
-        return None;
-    }
     let column_open = next_significant(tokens, descriptor + 1)?;
     if tokens[column_open].token != Token::LParen {
         return None;
@@ -140,10 +170,10 @@ fn rewrite_at(tokens: &[TokenWithSpan], i: usize) -> Option<(Vec<TokenWithSpan>,
         span: at.span,
     };
     let mut out = vec![tokens[function].clone(), tokens[inner_open].clone()];
-    out.extend_from_slice(&tokens[table + 1..relation_to]);
+    out.extend_from_slice(&tokens[table + 1..relation_end]);
     out.push(comma(&tokens[descriptor]));
     out.extend_from_slice(&tokens[column_open + 1..column_close]);
-    for &(from, to) in &args[2..] {
+    for &(from, to) in args[descriptor_arg + 1..].iter().chain(&partition) {
         out.push(comma(&tokens[from.saturating_sub(1)]));
         out.extend_from_slice(&tokens[from..to]);
     }
@@ -186,6 +216,34 @@ mod tests {
                 "FROM TABLE( HOP( TABLE s.bid , DESCRIPTOR( ts ), INTERVAL '2' SECOND, INTERVAL '10' SECOND ) )"
             )),
             compact("FROM HOP(s.bid, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND)")
+        );
+    }
+
+    #[test]
+    fn flink_sessions_keep_their_partition_columns() {
+        assert_eq!(
+            compact(&rewrite(
+                "FROM TABLE(SESSION(TABLE bid PARTITION BY bidder, DESCRIPTOR(ts), INTERVAL '5' MINUTE))"
+            )),
+            compact("FROM SESSION(bid, ts, INTERVAL '5' MINUTE, bidder)")
+        );
+        assert_eq!(
+            compact(&rewrite(
+                "FROM TABLE(SESSION(TABLE bid PARTITION BY (bidder, auction), DESCRIPTOR(ts), INTERVAL '5' MINUTE))"
+            )),
+            compact("FROM SESSION(bid, ts, INTERVAL '5' MINUTE, bidder, auction)")
+        );
+        assert_eq!(
+            compact(&rewrite(
+                "FROM TABLE(SESSION(TABLE bid PARTITION BY bidder, auction, DESCRIPTOR(ts), INTERVAL '5' MINUTE))"
+            )),
+            compact("FROM SESSION(bid, ts, INTERVAL '5' MINUTE, bidder, auction)")
+        );
+        assert_eq!(
+            compact(&rewrite(
+                "FROM TABLE(SESSION(TABLE bid, DESCRIPTOR(ts), INTERVAL '5' MINUTE))"
+            )),
+            compact("FROM SESSION(bid, ts, INTERVAL '5' MINUTE)")
         );
     }
 

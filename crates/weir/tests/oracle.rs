@@ -6,7 +6,8 @@
 //! by INSERTs in random batches, out of order within the watermark's bound)
 //! with a batch query over a plain table holding the same rows, in which
 //! windows are spelled with ordinary SQL (`date_bin`, a join for hopping
-//! windows), so that the window kernels are checked too. Every case runs over
+//! windows, `lag` and running sums for sessions), so that the window kernels
+//! are checked too. Every case runs over
 //! several random inputs. Updating aggregates are checked the same way over
 //! a table that receives random inserts, updates and deletes.
 
@@ -91,13 +92,23 @@ fn values(events: &[(u64, Option<i64>, u64)]) -> String {
 
 /// A windowed case: the view's query over stream `s`, and the batch query
 /// over table `t`. `eowc`: the view emits on window close, so only windows
-/// the final watermark has closed are compared (`window_end` is an output).
+/// the final watermark has closed are compared (`window_end` is an output):
+/// those whose end is `<=` the watermark (fixed windows), or `<` it
+/// (sessions, which a row at the watermark could still extend).
 struct Case {
     name: &'static str,
     streaming: &'static str,
     batch: &'static str,
-    eowc: bool,
+    eowc: Option<&'static str>,
 }
+
+/// Sessions spelled with window functions: a row starts a new session when
+/// it comes more than GAP after the previous row of its partition.
+const SESSION_BATCH: &str = "(SELECT *, min(ts) OVER (PARTITION BY PARTITION_KEYS sid) AS window_start, \
+     max(ts) OVER (PARTITION BY PARTITION_KEYS sid) + INTERVAL 'GAP' AS window_end FROM \
+     (SELECT *, sum(new) OVER (PARTITION BY PARTITION_KEYS 1 ORDER BY ts ROWS UNBOUNDED PRECEDING) AS sid FROM \
+      (SELECT *, CASE WHEN ts - lag(ts) OVER (PARTITION BY PARTITION_KEYS 1 ORDER BY ts) <= INTERVAL 'GAP' \
+       THEN 0 ELSE 1 END AS new FROM t) a) b)";
 
 const TUMBLE_BATCH: &str = "(SELECT *, date_bin(INTERVAL '10 seconds', ts, TIMESTAMP '1970-01-01') AS window_start, \
      date_bin(INTERVAL '10 seconds', ts, TIMESTAMP '1970-01-01') + INTERVAL '10 seconds' AS window_end FROM t)";
@@ -111,7 +122,7 @@ fn cases() -> Vec<Case> {
                         FROM tumble(s, ts, INTERVAL '10' SECOND) GROUP BY k, window_start, window_end",
             batch: "SELECT k, window_start, window_end, count(*), count(v), sum(v), min(v), max(v), avg(v) \
                     FROM TUMBLE_BATCH GROUP BY k, window_start, window_end",
-            eowc: false,
+            eowc: None,
         },
         Case {
             name: "tumble aggregates, emitted on window close",
@@ -120,7 +131,7 @@ fn cases() -> Vec<Case> {
                         EMIT ON WINDOW CLOSE",
             batch: "SELECT k, window_start, window_end, count(*), sum(v), max(v) \
                     FROM TUMBLE_BATCH GROUP BY k, window_start, window_end",
-            eowc: true,
+            eowc: Some("<="),
         },
         Case {
             name: "hop with count distinct",
@@ -131,7 +142,7 @@ fn cases() -> Vec<Case> {
                             date_bin(INTERVAL '5 seconds', t.ts, TIMESTAMP '1970-01-01') - o.back + INTERVAL '15 seconds' AS window_end \
                      FROM t CROSS JOIN (VALUES (INTERVAL '0 seconds'), (INTERVAL '5 seconds'), (INTERVAL '10 seconds')) AS o(back)) w \
                     GROUP BY window_start, window_end",
-            eowc: false,
+            eowc: None,
         },
         Case {
             name: "hop emitted on window close, Flink syntax",
@@ -143,7 +154,7 @@ fn cases() -> Vec<Case> {
                             date_bin(INTERVAL '5 seconds', t.ts, TIMESTAMP '1970-01-01') - o.back + INTERVAL '10 seconds' AS window_end \
                      FROM t CROSS JOIN (VALUES (INTERVAL '0 seconds'), (INTERVAL '5 seconds')) AS o(back)) w \
                     GROUP BY window_start, window_end",
-            eowc: true,
+            eowc: Some("<="),
         },
         Case {
             name: "filter, expressions and HAVING",
@@ -153,7 +164,7 @@ fn cases() -> Vec<Case> {
             batch: "SELECT k % 2, window_start, count(*), sum(v * 2 + 1) FROM \
                     (SELECT *, date_bin(INTERVAL '20 seconds', ts, TIMESTAMP '1970-01-01') AS window_start FROM t) w \
                     WHERE v IS NOT NULL AND v > -10 GROUP BY k % 2, window_start HAVING count(*) > 1",
-            eowc: false,
+            eowc: None,
         },
         Case {
             name: "UNION ALL of two windowed aggregates",
@@ -167,15 +178,61 @@ fn cases() -> Vec<Case> {
                     SELECT 'big', window_start, count(*) FROM \
                     (SELECT *, date_bin(INTERVAL '30 seconds', ts, TIMESTAMP '1970-01-01') AS window_start FROM t) w \
                     WHERE v >= 20 GROUP BY window_start",
-            eowc: false,
+            eowc: None,
+        },
+        Case {
+            name: "sessions per key",
+            streaming: "SELECT k, window_start, window_end, count(*) AS n, sum(v) AS total, max(v) AS high \
+                        FROM session(s, ts, INTERVAL '7' SECOND) GROUP BY k, window_start, window_end",
+            batch: "SELECT k, window_start, window_end, count(*), sum(v), max(v) \
+                    FROM SESSION_BATCH(k,7 seconds) GROUP BY k, window_start, window_end",
+            eowc: None,
+        },
+        Case {
+            name: "sessions per key emitted on window close, Flink syntax",
+            streaming: "SELECT window_start, k, window_end, count(DISTINCT v) AS values, avg(v) AS mean \
+                        FROM TABLE(SESSION(TABLE s PARTITION BY k, DESCRIPTOR(ts), INTERVAL '9' SECOND)) \
+                        GROUP BY k, window_start, window_end EMIT ON WINDOW CLOSE",
+            batch: "SELECT window_start, k, window_end, count(DISTINCT v), avg(v) \
+                    FROM SESSION_BATCH(k,9 seconds) GROUP BY k, window_start, window_end",
+            eowc: Some("<"),
+        },
+        Case {
+            name: "sessions over all rows",
+            streaming: "SELECT window_start, window_end, count(*) AS n, min(v) AS low \
+                        FROM session(s, ts, INTERVAL '3' SECOND) GROUP BY window_start, window_end",
+            batch: "SELECT window_start, window_end, count(*), min(v) \
+                    FROM SESSION_BATCH(,3 seconds) GROUP BY window_start, window_end",
+            eowc: None,
         },
         Case {
             name: "projection without aggregation",
             streaming: "SELECT k, v, ts + INTERVAL '1' HOUR AS later, upper('k' || k) AS label FROM s WHERE k <> 1",
             batch: "SELECT k, v, ts + INTERVAL '1' HOUR, upper('k' || k) FROM t WHERE k <> 1",
-            eowc: false,
+            eowc: None,
         },
     ]
+}
+
+/// Expands `SESSION_BATCH(keys,gap)` into the sessions of `t`.
+fn session_batch(sql: &str) -> String {
+    let Some(at) = sql.find("SESSION_BATCH(") else {
+        return sql.to_string();
+    };
+    let args_at = at + "SESSION_BATCH(".len();
+    let close = args_at + sql[args_at..].find(')').expect("SESSION_BATCH(keys,gap)");
+    let (keys, gap) = sql[args_at..close]
+        .split_once(',')
+        .expect("SESSION_BATCH(keys,gap)");
+    let keys = if keys.is_empty() {
+        String::new()
+    } else {
+        format!("{keys}, ")
+    };
+    let expanded = SESSION_BATCH
+        .replace("PARTITION_KEYS ", &keys)
+        .replace("GAP", gap);
+    format!("{}{expanded}{}", &sql[..at], &sql[close + 1..])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,11 +288,12 @@ async fn windowed_views_match_batch_results() {
             .expect("the stream has a watermark")
             .clone();
         for (i, case) in cases.iter().enumerate() {
-            let batch = case.batch.replace("TUMBLE_BATCH", TUMBLE_BATCH);
-            let batch = if case.eowc {
-                format!("SELECT * FROM ({batch}) b WHERE window_end <= TIMESTAMP '{watermark}'")
-            } else {
-                batch
+            let batch = session_batch(&case.batch.replace("TUMBLE_BATCH", TUMBLE_BATCH));
+            let batch = match case.eowc {
+                Some(closed) => format!(
+                    "SELECT * FROM ({batch}) b WHERE window_end {closed} TIMESTAMP '{watermark}'"
+                ),
+                None => batch,
             };
             let expected = rows(&client, &batch).await;
             let actual = rows(&client, &format!("SELECT * FROM v{i}")).await;

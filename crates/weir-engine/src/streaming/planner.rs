@@ -10,7 +10,8 @@
 //! (the event time of a source, a window bound, a monotone function of
 //! those), and whether the changelog can delete rows. A GROUP BY on a column
 //! with a watermark makes a windowed aggregation: its groups close when the
-//! watermark passes them.
+//! watermark passes them. Rows of a session window carry their own window
+//! until the aggregation above them, which merges windows into sessions.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::utils::collect_columns;
 #[allow(deprecated)]
 // LoweredAggregateBuilder needs a planning context DataFusion does not export yet
 use datafusion::physical_planner::create_aggregate_expr_and_maybe_filter;
@@ -29,7 +31,8 @@ use tokio::sync::mpsc;
 use weir_runtime::feed::CHANNEL_CAPACITY;
 use weir_runtime::operators::project::watermark_input;
 use weir_runtime::operators::{
-    Aggregate, AggregateCall, AssignWindows, Filter, Project, Union, WindowClose,
+    Aggregate, AggregateCall, AssignWindows, Filter, Project, SessionAggregate, SessionBound,
+    Union, WindowClose, WindowKind,
 };
 use weir_runtime::{Chunk, Input, JobGraph, Message, Operator, Outputs, ViewSink};
 
@@ -58,6 +61,51 @@ struct Lowered {
     watermarks: BTreeSet<usize>,
     /// Its changelog only inserts.
     append_only: bool,
+    /// Rows of a session window not aggregated yet.
+    session: Option<SessionColumns>,
+}
+
+/// Where the window bounds of a session window are, before the aggregation
+/// that merges each row's own window (`[ts, ts + gap)`) into sessions.
+#[derive(Debug, Clone)]
+struct SessionColumns {
+    start: Option<usize>,
+    end: Option<usize>,
+    gap: i64,
+    /// The partition columns named in the call.
+    partition: Vec<String>,
+}
+
+impl SessionColumns {
+    fn bound(&self, column: usize) -> Option<SessionBound> {
+        if self.start == Some(column) {
+            Some(SessionBound::Start)
+        } else if self.end == Some(column) {
+            Some(SessionBound::End)
+        } else {
+            None
+        }
+    }
+
+    /// The same columns after a projection taking `columns[i]` to output `i`.
+    fn project(&self, columns: &[Option<usize>]) -> Option<SessionColumns> {
+        let find = |c: Option<usize>| c.and_then(|c| columns.iter().position(|&i| i == Some(c)));
+        let (start, end) = (find(self.start), find(self.end));
+        (start.is_some() || end.is_some()).then(|| SessionColumns {
+            start,
+            end,
+            ..self.clone()
+        })
+    }
+}
+
+fn session_not_aggregated() -> WeirError {
+    WeirError::new(
+        sqlstate::FEATURE_NOT_SUPPORTED,
+        "in a materialized view, the rows of a session window must be aggregated \
+         by GROUP BY window_start and window_end before anything else uses the window bounds",
+    )
+    .with_hint("Write SELECT key, window_start, window_end, count(*) FROM session(rel, ts, gap) GROUP BY key, window_start, window_end.")
 }
 
 /// A streaming job, planned and not started.
@@ -88,6 +136,9 @@ pub fn plan(
         windowed: false,
     };
     let root = planner.lower(plan)?;
+    if root.session.is_some() {
+        return Err(session_not_aggregated());
+    }
     if emit_on_window_close && !planner.windowed {
         return Err(WeirError::new(
             sqlstate::FEATURE_NOT_SUPPORTED,
@@ -149,35 +200,63 @@ impl Planner<'_> {
         match plan {
             LogicalPlan::TableScan(scan) => {
                 let provider = source_as_provider(&scan.source)?;
-                let mut lowered =
-                    if let Some(window) = provider.as_ref().downcast_ref::<WindowTable>() {
-                        let source = self.relation(&window.source)?;
-                        let schema = window.schema_ref();
-                        let time = window.spec.time_column;
-                        let mut watermarks = BTreeSet::new();
-                        if source.watermarks.contains(&time) {
-                            watermarks.insert(time);
-                            watermarks.insert(schema.fields().len() - 2);
-                            watermarks.insert(schema.fields().len() - 1);
+                let mut lowered = if let Some(window) =
+                    provider.as_ref().downcast_ref::<WindowTable>()
+                {
+                    let source = self.relation(&window.source)?;
+                    let schema = window.schema_ref();
+                    let time = window.spec.time_column;
+                    let session = match window.spec.kind {
+                        WindowKind::Session { gap } => {
+                            if !source.append_only {
+                                return Err(WeirError::new(
+                                        sqlstate::FEATURE_NOT_SUPPORTED,
+                                        format!(
+                                            "session windows over \"{}\", whose rows can be updated or deleted, are not supported",
+                                            window.source.name()
+                                        ),
+                                    )
+                                    .with_hint("Read a stream or an APPEND ONLY table."));
+                            }
+                            let fields = schema.fields();
+                            Some(SessionColumns {
+                                start: Some(fields.len() - 2),
+                                end: Some(fields.len() - 1),
+                                gap,
+                                partition: window
+                                    .partition
+                                    .iter()
+                                    .map(|&c| fields[c].name().clone())
+                                    .collect(),
+                            })
                         }
-                        let node = self.add(
-                            Box::new(AssignWindows::new(window.spec.clone(), schema.clone())),
-                            vec![source.source],
-                        );
-                        Lowered {
-                            source: node,
-                            schema,
-                            watermarks,
-                            append_only: source.append_only,
-                        }
-                    } else {
-                        let name = scan.table_name.table();
-                        let relation = self
-                            .db
-                            .relation(name)
-                            .ok_or_else(|| WeirError::undefined_table(name))?;
-                        self.relation(&relation)?
+                        _ => None,
                     };
+                    let mut watermarks = BTreeSet::new();
+                    if source.watermarks.contains(&time) {
+                        watermarks.insert(time);
+                        watermarks.insert(schema.fields().len() - 2);
+                        watermarks.insert(schema.fields().len() - 1);
+                    }
+                    let node = self.add(
+                        Box::new(AssignWindows::new(window.spec.clone(), schema.clone())),
+                        vec![source.source],
+                    );
+                    Lowered {
+                        source: node,
+                        schema,
+                        watermarks,
+                        append_only: source.append_only,
+                        session,
+                    }
+                } else {
+                    let name = scan.table_name.table();
+                    let relation = self
+                        .db
+                        .relation(name)
+                        .ok_or_else(|| WeirError::undefined_table(name))?;
+                    self.relation(&relation)?
+                };
                 if let Some(projection) = &scan.projection {
                     lowered = self.select_columns(lowered, projection)?;
                 }
@@ -187,13 +266,29 @@ impl Planner<'_> {
                 Ok(lowered)
             }
             LogicalPlan::Projection(projection) => {
-                let input = self.lower(&projection.input)?;
+                let mut input = self.lower(&projection.input)?;
                 let input_schema = projection.input.schema();
                 let exprs = projection
                     .expr
                     .iter()
                     .map(|e| self.physical(e, input_schema))
                     .collect::<Result<Vec<_>>>()?;
+                if let Some(session) = input.session.take() {
+                    // Window bounds may be passed on, not computed with.
+                    let mut columns = Vec::with_capacity(exprs.len());
+                    for expr in &exprs {
+                        let column = expr.downcast_ref::<Column>().map(|c| c.index());
+                        if column.is_none()
+                            && collect_columns(expr)
+                                .iter()
+                                .any(|c| session.bound(c.index()).is_some())
+                        {
+                            return Err(session_not_aggregated());
+                        }
+                        columns.push(column);
+                    }
+                    input.session = session.project(&columns);
+                }
                 let mut watermarks = BTreeSet::new();
                 for (i, expr) in exprs.iter().enumerate() {
                     if let Some(column) = watermark_input(expr)?
@@ -203,7 +298,10 @@ impl Planner<'_> {
                     }
                 }
                 let schema: SchemaRef = Arc::new(projection.schema.as_arrow().clone());
-                Ok(self.project(input, exprs, schema, watermarks))
+                let session = input.session.take();
+                let mut lowered = self.project(input, exprs, schema, watermarks);
+                lowered.session = session;
+                Ok(lowered)
             }
             LogicalPlan::Filter(filter) => {
                 let input = self.lower(&filter.input)?;
@@ -265,6 +363,16 @@ impl Planner<'_> {
                     self.windowed = true;
                 }
                 let schema: SchemaRef = Arc::new(aggregate.schema.as_arrow().clone());
+                if let Some(session) = &input.session {
+                    return self.session_aggregate(
+                        session.clone(),
+                        input,
+                        &aggregate.group_expr,
+                        group_exprs,
+                        calls,
+                        schema,
+                    );
+                }
                 let operator = Aggregate::new(
                     group_exprs,
                     calls,
@@ -278,6 +386,7 @@ impl Planner<'_> {
                     schema,
                     watermarks,
                     append_only: window.is_some_and(|w| w.emit_on_close),
+                    session: None,
                 })
             }
             LogicalPlan::Union(union) => {
@@ -286,6 +395,9 @@ impl Planner<'_> {
                     .iter()
                     .map(|i| self.lower(i))
                     .collect::<Result<Vec<_>>>()?;
+                if inputs.iter().any(|i| i.session.is_some()) {
+                    return Err(session_not_aggregated());
+                }
                 let mut watermarks = inputs
                     .first()
                     .map(|i| i.watermarks.clone())
@@ -305,6 +417,7 @@ impl Planner<'_> {
                     schema,
                     watermarks,
                     append_only,
+                    session: None,
                 })
             }
             LogicalPlan::Join(_) => Err(unsupported("a join")),
@@ -347,10 +460,15 @@ impl Planner<'_> {
             schema: relation.schema(),
             watermarks,
             append_only,
+            session: None,
         })
     }
 
-    fn select_columns(&mut self, input: Lowered, columns: &[usize]) -> Result<Lowered> {
+    fn select_columns(&mut self, mut input: Lowered, columns: &[usize]) -> Result<Lowered> {
+        let session = input
+            .session
+            .take()
+            .and_then(|s| s.project(&columns.iter().map(|&c| Some(c)).collect::<Vec<_>>()));
         let fields: Vec<_> = columns
             .iter()
             .map(|&i| input.schema.field(i).clone())
@@ -368,7 +486,9 @@ impl Planner<'_> {
             .filter(|(_, c)| input.watermarks.contains(c))
             .map(|(i, _)| i)
             .collect();
-        Ok(self.project(input, exprs, schema, watermarks))
+        let mut lowered = self.project(input, exprs, schema, watermarks);
+        lowered.session = session;
+        Ok(lowered)
     }
 
     /// A projection node computing `exprs` over `input`.
@@ -388,15 +508,113 @@ impl Planner<'_> {
             schema,
             watermarks,
             append_only: input.append_only,
+            session: None,
         }
     }
 
     fn filter(&mut self, input: Lowered, predicate: &Expr, schema: &DFSchema) -> Result<Lowered> {
         let predicate = self.physical(predicate, schema)?;
+        if let Some(session) = &input.session
+            && collect_columns(&predicate)
+                .iter()
+                .any(|c| session.bound(c.index()).is_some())
+        {
+            return Err(session_not_aggregated());
+        }
         let node = self.add(Box::new(Filter::new(predicate)), vec![input.source]);
         Ok(Lowered {
             source: node,
             ..input
+        })
+    }
+
+    /// The aggregation of a session window: its group keys are the window
+    /// bounds and the partition columns.
+    fn session_aggregate(
+        &mut self,
+        session: SessionColumns,
+        input: Lowered,
+        logical_keys: &[Expr],
+        group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+        calls: Vec<AggregateCall>,
+        schema: SchemaRef,
+    ) -> Result<Lowered> {
+        let mut bounds = Vec::with_capacity(group_exprs.len());
+        let mut partition = Vec::new();
+        for (expr, logical) in group_exprs.iter().zip(logical_keys) {
+            let bound = expr
+                .downcast_ref::<Column>()
+                .and_then(|c| session.bound(c.index()));
+            if bound.is_none() {
+                if collect_columns(expr)
+                    .iter()
+                    .any(|c| session.bound(c.index()).is_some())
+                {
+                    return Err(session_not_aggregated());
+                }
+                match logical {
+                    Expr::Column(c) => partition.push(c.name.clone()),
+                    other => partition.push(other.schema_name().to_string()),
+                }
+            }
+            bounds.push(bound);
+        }
+        if bounds.iter().all(Option::is_none) {
+            return Err(session_not_aggregated());
+        }
+        let mut expected = session.partition.clone();
+        expected.sort();
+        partition.sort();
+        if partition != expected {
+            return Err(WeirError::new(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                format!(
+                    "in a materialized view, a session window partitioned by ({}) must be grouped by exactly those columns and the window bounds, not by ({})",
+                    expected.join(", "),
+                    partition.join(", ")
+                ),
+            ));
+        }
+        let time = match (session.start, session.end) {
+            (Some(start), _) => (start, SessionBound::Start),
+            (None, Some(end)) => (end, SessionBound::End),
+            (None, None) => return Err(session_not_aggregated()),
+        };
+        // The watermark that closes sessions is the row time's.
+        if !input.watermarks.contains(&time.0) && self.emit_on_window_close {
+            return Err(WeirError::new(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "EMIT ON WINDOW CLOSE needs a session window over a time column with a watermark",
+            ));
+        }
+        let windowed = input.watermarks.contains(&time.0);
+        let watermarks = if windowed {
+            bounds
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.is_some())
+                .map(|(i, _)| i)
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        self.windowed |= windowed;
+        let operator = SessionAggregate::new(
+            group_exprs,
+            bounds,
+            time,
+            session.gap,
+            calls,
+            schema.clone(),
+            self.emit_on_window_close,
+        )?;
+        let node = self.add(Box::new(operator), vec![input.source]);
+        Ok(Lowered {
+            source: node,
+            schema,
+            watermarks,
+            append_only: self.emit_on_window_close,
+            session: None,
         })
     }
 

@@ -1,5 +1,6 @@
-//! The window table functions: `tumble(rel, ts, size [, offset])` and
-//! `hop(rel, ts, slide, size [, offset])` (also written the Flink way,
+//! The window table functions: `tumble(rel, ts, size [, offset])`,
+//! `hop(rel, ts, slide, size [, offset])` and `session(rel, ts, gap
+//! [, partition columns])` (also written the Flink way,
 //! `TABLE(TUMBLE(TABLE rel, DESCRIPTOR(ts), size))`).
 //!
 //! Each call is a [`WindowTable`]: a relation with `window_start` and
@@ -15,6 +16,7 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
+use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionImpl, TableProvider};
 use datafusion::common::{DataFusionError, ScalarValue};
@@ -25,18 +27,19 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::sqlparser::ast::{
     self, FunctionArg, FunctionArgExpr, TableFactor, VisitMut, VisitorMut,
 };
-use weir_runtime::operators::{WindowKind, WindowSpec};
+use weir_runtime::operators::{WindowKind, WindowSpec, sessions};
 
 use crate::database::Database;
 use crate::error::{WeirError, into_datafusion, sqlstate};
 use crate::relation::Relation;
 
 /// The window functions.
-pub const WINDOW_FUNCTIONS: &[&str] = &["tumble", "hop"];
+pub const WINDOW_FUNCTIONS: &[&str] = &["tumble", "hop", "session"];
 
 /// Makes the relation and time-column arguments of window function calls
 /// string literals: `tumble(bid, date_time, ...)` → `tumble('bid', 'date_time', ...)`.
 pub fn name_arguments<V: VisitMut>(node: &mut V) {
+    partition_sessions(node);
     struct Names;
     impl VisitorMut for Names {
         type Break = ();
@@ -73,7 +76,16 @@ pub fn name_arguments<V: VisitMut>(node: &mut V) {
                         at: None,
                     });
                 }
-                for arg in args.args.iter_mut().take(2) {
+                // Session's partition columns are names too.
+                let names = if function.value == "session" {
+                    usize::MAX
+                } else {
+                    2
+                };
+                for (i, arg) in args.args.iter_mut().enumerate().take(names) {
+                    if i == 2 {
+                        continue;
+                    }
                     if let FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) = arg {
                         let text = match expr {
                             ast::Expr::Identifier(ident) => Some(crate::session::ident_name(ident)),
@@ -94,51 +106,152 @@ pub fn name_arguments<V: VisitMut>(node: &mut V) {
     let _ = node.visit(&mut Names);
 }
 
+/// Gives `session(rel, ts, gap)` calls without partition columns those of
+/// the query's `GROUP BY` (other than the window bounds): sessions are per
+/// group. `GROUP BY user, window_start` → `session(rel, ts, gap, user)`.
+fn partition_sessions<V: VisitMut>(node: &mut V) {
+    struct Partitions;
+    impl VisitorMut for Partitions {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut ast::Query) -> ControlFlow<()> {
+            partition_in(&mut query.body);
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = node.visit(&mut Partitions);
+}
+
+fn partition_in(body: &mut ast::SetExpr) {
+    let select = match body {
+        ast::SetExpr::Select(select) => select,
+        ast::SetExpr::SetOperation { left, right, .. } => {
+            partition_in(left);
+            partition_in(right);
+            return;
+        }
+        _ => return,
+    };
+    let ast::GroupByExpr::Expressions(group_by, _) = &select.group_by else {
+        return;
+    };
+    let column = |e: &ast::Expr| match e {
+        ast::Expr::Identifier(ident) => Some(ident.clone()),
+        ast::Expr::CompoundIdentifier(parts) => parts.last().cloned(),
+        _ => None,
+    };
+    let keys: Vec<ast::Expr> = group_by
+        .iter()
+        .filter_map(|e| match e {
+            // `GROUP BY 1`: the first output column.
+            ast::Expr::Value(v) => match &v.value {
+                ast::Value::Number(n, _) => n
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| select.projection.get(i.checked_sub(1)?))
+                    .and_then(|item| match item {
+                        ast::SelectItem::UnnamedExpr(e)
+                        | ast::SelectItem::ExprWithAlias { expr: e, .. } => column(e),
+                        _ => None,
+                    }),
+                _ => None,
+            },
+            e => column(e),
+        })
+        .filter(|ident| {
+            let name = crate::session::ident_name(ident);
+            name != "window_start" && name != "window_end"
+        })
+        .map(ast::Expr::Identifier)
+        .collect();
+    for table in &mut select.from {
+        let factors = std::iter::once(&mut table.relation)
+            .chain(table.joins.iter_mut().map(|j| &mut j.relation));
+        for factor in factors {
+            if let TableFactor::Table {
+                name,
+                args: Some(args),
+                ..
+            } = factor
+                && let Some(ast::ObjectNamePart::Identifier(function)) = name.0.last()
+                && function.quote_style.is_none()
+                && function.value.eq_ignore_ascii_case("session")
+                && args.args.len() == 3
+            {
+                args.args.extend(
+                    keys.iter()
+                        .map(|k| FunctionArg::Unnamed(FunctionArgExpr::Expr(k.clone()))),
+                );
+            }
+        }
+    }
+}
+
 /// The most windows of one `hop` a row may belong to (size / slide).
 const MAX_WINDOWS_PER_ROW: i64 = 10_000;
 
-/// Registers `tumble` and `hop` with a session.
+/// Registers the window functions with a session.
 pub fn install(ctx: &datafusion::execution::context::SessionContext, db: &Arc<Database>) {
-    ctx.register_udtf("tumble", Arc::new(WindowFunction::tumble(db)));
-    ctx.register_udtf("hop", Arc::new(WindowFunction::hop(db)));
+    for function in [Function::Tumble, Function::Hop, Function::Session] {
+        ctx.register_udtf(
+            function.name(),
+            Arc::new(WindowFunction {
+                function,
+                db: Arc::downgrade(db),
+            }),
+        );
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Function {
+    Tumble,
+    Hop,
+    Session,
+}
+
+impl Function {
+    fn name(self) -> &'static str {
+        match self {
+            Function::Tumble => "tumble",
+            Function::Hop => "hop",
+            Function::Session => "session",
+        }
+    }
+
+    fn usage(self) -> &'static str {
+        match self {
+            Function::Tumble => "tumble(relation, time_column, size [, offset])",
+            Function::Hop => "hop(relation, time_column, slide, size [, offset])",
+            Function::Session => "session(relation, time_column, gap [, partition_column, ...])",
+        }
+    }
+
+    /// The interval arguments after the relation and the time column: the
+    /// fewest and the most.
+    fn durations(self) -> (usize, usize) {
+        match self {
+            Function::Tumble => (1, 2),
+            Function::Hop => (2, 3),
+            Function::Session => (1, 1),
+        }
+    }
 }
 
 #[derive(Debug)]
 pub struct WindowFunction {
-    hop: bool,
+    function: Function,
     db: Weak<Database>,
 }
 
 impl WindowFunction {
-    pub fn tumble(db: &Arc<Database>) -> Self {
-        WindowFunction {
-            hop: false,
-            db: Arc::downgrade(db),
-        }
-    }
-
-    pub fn hop(db: &Arc<Database>) -> Self {
-        WindowFunction {
-            hop: true,
-            db: Arc::downgrade(db),
-        }
-    }
-
     fn name(&self) -> &'static str {
-        if self.hop { "hop" } else { "tumble" }
-    }
-
-    fn usage(&self) -> String {
-        if self.hop {
-            "hop(relation, time_column, slide, size [, offset])".into()
-        } else {
-            "tumble(relation, time_column, size [, offset])".into()
-        }
+        self.function.name()
     }
 
     fn error(&self, code: &'static str, message: impl Into<String>) -> DataFusionError {
         into_datafusion(
-            WeirError::new(code, message.into()).with_hint(format!("Write {}.", self.usage())),
+            WeirError::new(code, message.into())
+                .with_hint(format!("Write {}.", self.function.usage())),
         )
     }
 }
@@ -149,16 +262,21 @@ impl TableFunctionImpl for WindowFunction {
         args: datafusion::catalog::TableFunctionArgs,
     ) -> datafusion::common::Result<Arc<dyn TableProvider>> {
         let exprs = args.exprs();
-        let durations = if self.hop { 2 } else { 1 };
-        if exprs.len() < 2 + durations || exprs.len() > 3 + durations {
+        let (fewest, most) = self.function.durations();
+        let session = self.function == Function::Session;
+        if exprs.len() < 2 + fewest || (!session && exprs.len() > 2 + most) {
             return Err(self.error(
                 sqlstate::UNDEFINED_FUNCTION,
-                format!(
-                    "{} takes {} or {} arguments",
-                    self.name(),
-                    2 + durations,
-                    3 + durations
-                ),
+                if session {
+                    format!("{} takes at least 3 arguments", self.name())
+                } else {
+                    format!(
+                        "{} takes {} or {} arguments",
+                        self.name(),
+                        2 + fewest,
+                        2 + most
+                    )
+                },
             ));
         }
         let text = |e: &Expr, what: &str| match e {
@@ -178,12 +296,15 @@ impl TableFunctionImpl for WindowFunction {
             .relation(&relation_name)
             .ok_or_else(|| into_datafusion(WeirError::undefined_table(&relation_name)))?;
         let schema = relation.schema();
-        let time_column = schema.index_of(&column).map_err(|_| {
-            self.error(
-                sqlstate::UNDEFINED_COLUMN,
-                format!("column \"{column}\" does not exist in \"{relation_name}\""),
-            )
-        })?;
+        let column_index = |column: &str| {
+            schema.index_of(column).map_err(|_| {
+                self.error(
+                    sqlstate::UNDEFINED_COLUMN,
+                    format!("column \"{column}\" does not exist in \"{relation_name}\""),
+                )
+            })
+        };
+        let time_column = column_index(&column)?;
         if !matches!(
             schema.field(time_column).data_type(),
             DataType::Timestamp(..)
@@ -208,44 +329,62 @@ impl TableFunctionImpl for WindowFunction {
                 )
             })
         };
-        let kind = if self.hop {
-            let slide = duration(2, "slide")?;
-            let size = duration(3, "size")?;
-            if slide <= 0 || size <= 0 {
-                return Err(self.error(
-                    sqlstate::INVALID_PARAMETER_VALUE,
-                    "the slide and the size of hop must be positive",
-                ));
+        let mut partition = Vec::new();
+        let kind = match self.function {
+            Function::Hop => {
+                let slide = duration(2, "slide")?;
+                let size = duration(3, "size")?;
+                if slide <= 0 || size <= 0 {
+                    return Err(self.error(
+                        sqlstate::INVALID_PARAMETER_VALUE,
+                        "the slide and the size of hop must be positive",
+                    ));
+                }
+                if slide > size {
+                    return Err(self.error(
+                        sqlstate::INVALID_PARAMETER_VALUE,
+                        "the slide of hop must not be larger than its size",
+                    ));
+                }
+                // Each row is copied into size / slide windows.
+                if size / slide > MAX_WINDOWS_PER_ROW {
+                    return Err(self.error(
+                        sqlstate::INVALID_PARAMETER_VALUE,
+                        format!(
+                            "hop would put each row in {} windows; at most {MAX_WINDOWS_PER_ROW} are allowed (make the slide larger)",
+                            size / slide
+                        ),
+                    ));
+                }
+                WindowKind::Hop { slide, size }
             }
-            if slide > size {
-                return Err(self.error(
-                    sqlstate::INVALID_PARAMETER_VALUE,
-                    "the slide of hop must not be larger than its size",
-                ));
+            Function::Tumble => {
+                let size = duration(2, "size")?;
+                if size <= 0 {
+                    return Err(self.error(
+                        sqlstate::INVALID_PARAMETER_VALUE,
+                        "the size of tumble must be positive",
+                    ));
+                }
+                WindowKind::Tumble { size }
             }
-            // Each row is copied into size / slide windows.
-            if size / slide > MAX_WINDOWS_PER_ROW {
-                return Err(self.error(
-                    sqlstate::INVALID_PARAMETER_VALUE,
-                    format!(
-                        "hop would put each row in {} windows; at most {MAX_WINDOWS_PER_ROW} are allowed (make the slide larger)",
-                        size / slide
-                    ),
-                ));
+            Function::Session => {
+                let gap = duration(2, "gap")?;
+                if gap <= 0 {
+                    return Err(self.error(
+                        sqlstate::INVALID_PARAMETER_VALUE,
+                        "the gap of session must be positive",
+                    ));
+                }
+                for expr in &exprs[3..] {
+                    let name = text(expr, "partition column")?;
+                    partition.push(column_index(&name)?);
+                }
+                WindowKind::Session { gap }
             }
-            WindowKind::Hop { slide, size }
-        } else {
-            let size = duration(2, "size")?;
-            if size <= 0 {
-                return Err(self.error(
-                    sqlstate::INVALID_PARAMETER_VALUE,
-                    "the size of tumble must be positive",
-                ));
-            }
-            WindowKind::Tumble { size }
         };
-        let offset = if exprs.len() == 3 + durations {
-            duration(2 + durations, "offset")?
+        let offset = if !session && exprs.len() == 2 + most {
+            duration(2 + most - 1, "offset")?
         } else {
             0
         };
@@ -254,7 +393,7 @@ impl TableFunctionImpl for WindowFunction {
             offset,
             time_column,
         };
-        Ok(Arc::new(WindowTable::new(relation, spec)?))
+        Ok(Arc::new(WindowTable::new(relation, spec, partition)?))
     }
 }
 
@@ -286,6 +425,8 @@ fn micros(expr: &Expr) -> Option<i64> {
 pub struct WindowTable {
     pub source: Relation,
     pub spec: WindowSpec,
+    /// Session windows: the columns whose values each have their sessions.
+    pub partition: Vec<usize>,
     schema: SchemaRef,
 }
 
@@ -294,11 +435,16 @@ impl WindowTable {
         self.schema.clone()
     }
 
-    pub fn new(source: Relation, spec: WindowSpec) -> datafusion::common::Result<Self> {
+    pub fn new(
+        source: Relation,
+        spec: WindowSpec,
+        partition: Vec<usize>,
+    ) -> datafusion::common::Result<Self> {
         let schema = spec.output_schema(&source.schema())?;
         Ok(WindowTable {
             source,
             spec,
+            partition,
             schema,
         })
     }
@@ -323,10 +469,22 @@ impl TableProvider for WindowTable {
     ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
         let input = self.source.provider().scan(state, None, &[], None).await?;
         let batches = datafusion::physical_plan::collect(input, state.task_ctx()).await?;
-        let windowed = batches
-            .iter()
-            .map(|batch| self.spec.assign(batch, &self.schema).map(|(b, _)| b))
-            .collect::<datafusion::common::Result<Vec<_>>>()?;
+        let windowed = if let WindowKind::Session { gap } = self.spec.kind {
+            // Sessions span batches: assign them over all the rows at once.
+            let all = concat_batches(&self.source.schema(), &batches)?;
+            vec![sessions(
+                &all,
+                self.spec.time_column,
+                &self.partition,
+                gap,
+                &self.schema,
+            )?]
+        } else {
+            batches
+                .iter()
+                .map(|batch| self.spec.assign(batch, &self.schema).map(|(b, _)| b))
+                .collect::<datafusion::common::Result<Vec<_>>>()?
+        };
         Ok(MemorySourceConfig::try_new_exec(
             &[windowed],
             self.schema.clone(),

@@ -200,7 +200,7 @@ impl Aggregate {
 }
 
 /// The key of the single group of an aggregate without GROUP BY.
-fn global_key() -> Result<OwnedRow> {
+pub(crate) fn global_key() -> Result<OwnedRow> {
     let converter = RowConverter::new(vec![SortField::new(DataType::Boolean)])?;
     let rows = converter.convert_columns(&[Arc::new(BooleanArray::from(vec![true]))])?;
     Ok(rows.row(0).owned())
@@ -208,20 +208,20 @@ fn global_key() -> Result<OwnedRow> {
 
 /// Output rows being collected: an operation, the key, the values.
 #[derive(Default)]
-struct Changes {
+pub(crate) struct Changes {
     ops: Vec<i8>,
     rows: Vec<Vec<ScalarValue>>,
 }
 
 impl Changes {
-    fn push(&mut self, op: Op, key: &[ScalarValue], values: Vec<ScalarValue>) {
+    pub(crate) fn push(&mut self, op: Op, key: &[ScalarValue], values: Vec<ScalarValue>) {
         let mut row = key.to_vec();
         row.extend(values);
         self.ops.push(op.code());
         self.rows.push(row);
     }
 
-    fn into_chunk(self, schema: &SchemaRef) -> Result<Option<Chunk>> {
+    pub(crate) fn into_chunk(self, schema: &SchemaRef) -> Result<Option<Chunk>> {
         if self.rows.is_empty() {
             return Ok(None);
         }

@@ -3,11 +3,13 @@
 pub mod aggregate;
 pub mod filter;
 pub mod project;
+pub mod session;
 pub mod union;
 pub mod window;
 
 pub use aggregate::{Aggregate, AggregateCall, WindowClose};
 pub use filter::Filter;
 pub use project::Project;
+pub use session::{SessionAggregate, SessionBound, sessions};
 pub use union::Union;
 pub use window::{AssignWindows, WindowKind, WindowSpec};

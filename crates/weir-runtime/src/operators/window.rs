@@ -1,5 +1,7 @@
 //! Window assignment: adds `window_start` and `window_end` to each row, for
-//! tumbling windows (one window per row) and hopping windows (several).
+//! tumbling windows (one window per row) and hopping windows (several). For
+//! session windows it adds the row's own window, `[ts, ts + gap)`, which the
+//! [session aggregation](super::session) merges into sessions.
 //!
 //! The same kernel ([`WindowSpec::assign`]) runs in streaming jobs and in
 //! batch queries (`SELECT ... FROM tumble(t, ts, ...)` over a table), so both
@@ -28,6 +30,8 @@ pub enum WindowKind {
     Tumble { size: i64 },
     /// Windows of `size` starting every `slide`.
     Hop { slide: i64, size: i64 },
+    /// Sessions: rows less than `gap` apart (or exactly `gap`) share one.
+    Session { gap: i64 },
 }
 
 /// Which windows rows of a relation fall in.
@@ -57,6 +61,7 @@ impl WindowSpec {
     fn size(&self) -> i64 {
         match self.kind {
             WindowKind::Tumble { size } | WindowKind::Hop { size, .. } => size,
+            WindowKind::Session { gap } => gap,
         }
     }
 
@@ -64,6 +69,7 @@ impl WindowSpec {
         match self.kind {
             WindowKind::Tumble { size } => size,
             WindowKind::Hop { slide, .. } => slide,
+            WindowKind::Session { gap } => gap,
         }
     }
 
@@ -90,8 +96,14 @@ impl WindowSpec {
         let values = timestamps(time)?;
         let mut rows: Vec<u32> = Vec::with_capacity(batch.num_rows());
         let mut starts: Vec<i64> = Vec::with_capacity(batch.num_rows());
+        let session = matches!(self.kind, WindowKind::Session { .. });
         for (row, ts) in values.iter().enumerate() {
             let Some(ts) = ts else { continue };
+            if session {
+                rows.push(row as u32);
+                starts.push(*ts);
+                continue;
+            }
             // The latest window start at or before the row, then earlier ones
             // while the window still contains the row.
             let mut start = ts.saturating_sub(ts.saturating_sub(offset).rem_euclid(slide));
@@ -129,6 +141,9 @@ impl WindowSpec {
     /// The smallest window start any row at or after `time` (in the time
     /// column's unit) can fall in.
     fn first_open_start(&self, time: i64, per_unit: i64) -> i64 {
+        if let WindowKind::Session { .. } = self.kind {
+            return time;
+        }
         let (size, slide, offset) = (
             to_unit(self.size(), per_unit),
             to_unit(self.slide(), per_unit),
@@ -179,6 +194,7 @@ impl Operator for AssignWindows {
                     duration(size)
                 )
             }
+            WindowKind::Session { gap } => format!("session({column}, gap {})", duration(gap)),
         }
     }
 
@@ -217,7 +233,7 @@ impl Operator for AssignWindows {
     }
 }
 
-fn time_unit(data_type: &DataType) -> Result<TimeUnit> {
+pub(crate) fn time_unit(data_type: &DataType) -> Result<TimeUnit> {
     match data_type {
         DataType::Timestamp(unit, _) => Ok(*unit),
         other => Err(DataFusionError::Plan(format!(
@@ -226,7 +242,7 @@ fn time_unit(data_type: &DataType) -> Result<TimeUnit> {
     }
 }
 
-fn micros_per_unit(unit: TimeUnit) -> i64 {
+pub(crate) fn micros_per_unit(unit: TimeUnit) -> i64 {
     match unit {
         TimeUnit::Second => -1_000_000,
         TimeUnit::Millisecond => -1000,
@@ -236,7 +252,7 @@ fn micros_per_unit(unit: TimeUnit) -> i64 {
 }
 
 /// Converts microseconds to the unit (`per_unit` < 0: coarser units).
-fn to_unit(micros: i64, per_unit: i64) -> i64 {
+pub(crate) fn to_unit(micros: i64, per_unit: i64) -> i64 {
     if per_unit > 0 {
         micros.saturating_mul(per_unit)
     } else {
@@ -245,7 +261,7 @@ fn to_unit(micros: i64, per_unit: i64) -> i64 {
 }
 
 /// The raw values of a timestamp column.
-fn timestamps(array: &ArrayRef) -> Result<Vec<Option<i64>>> {
+pub(crate) fn timestamps(array: &ArrayRef) -> Result<Vec<Option<i64>>> {
     Ok(match array.data_type() {
         DataType::Timestamp(TimeUnit::Second, _) => {
             array.as_primitive::<TimestampSecondType>().iter().collect()
@@ -270,7 +286,7 @@ fn timestamps(array: &ArrayRef) -> Result<Vec<Option<i64>>> {
     })
 }
 
-fn timestamp_value(value: &ScalarValue) -> Option<(i64, TimeUnit)> {
+pub(crate) fn timestamp_value(value: &ScalarValue) -> Option<(i64, TimeUnit)> {
     match value {
         ScalarValue::TimestampSecond(Some(v), _) => Some((*v, TimeUnit::Second)),
         ScalarValue::TimestampMillisecond(Some(v), _) => Some((*v, TimeUnit::Millisecond)),
@@ -280,7 +296,7 @@ fn timestamp_value(value: &ScalarValue) -> Option<(i64, TimeUnit)> {
     }
 }
 
-fn timestamp_scalar(value: i64, unit: TimeUnit, like: &ScalarValue) -> ScalarValue {
+pub(crate) fn timestamp_scalar(value: i64, unit: TimeUnit, like: &ScalarValue) -> ScalarValue {
     let tz = match like {
         ScalarValue::TimestampSecond(_, tz)
         | ScalarValue::TimestampMillisecond(_, tz)
@@ -298,7 +314,7 @@ fn timestamp_scalar(value: i64, unit: TimeUnit, like: &ScalarValue) -> ScalarVal
 
 /// A duration in microseconds, as Postgres prints an interval of that length
 /// (`00:00:10`, `1 day`, `00:00:00.5`).
-fn duration(micros: i64) -> String {
+pub(crate) fn duration(micros: i64) -> String {
     const DAY: i64 = 86_400_000_000;
     let days = micros / DAY;
     let rest = micros % DAY;
