@@ -131,6 +131,14 @@ pub struct MaterializedViewDef {
     /// `EMIT ON WINDOW CLOSE`.
     #[serde(default)]
     pub emit_on_window_close: bool,
+    /// Subtasks of its keyed operators (`streaming_parallelism` when it was
+    /// created); views saved before parallelism existed ran one.
+    #[serde(default = "one")]
+    pub parallelism: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl TableDef {

@@ -243,6 +243,13 @@ const DEFINITIONS: &[Definition] = &[
         "Sets the maximum allowed duration of any statement.",
     ),
     def(
+        "streaming_parallelism",
+        CORES,
+        Kind::Int(1, 1024),
+        false,
+        "Sets the number of parallel subtasks of each keyed operator of new materialized views (default: the number of cores).",
+    ),
+    def(
         "TimeZone",
         "UTC",
         Kind::TimeZone,
@@ -264,6 +271,21 @@ const DEFINITIONS: &[Definition] = &[
         "Sets the current transaction's read-only status.",
     ),
 ];
+
+/// The default of a setting that is the number of cores of the machine.
+const CORES: &str = "<cores>";
+
+impl Definition {
+    fn default_value(&self) -> String {
+        if self.default == CORES {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .to_string()
+        } else {
+            self.default.to_string()
+        }
+    }
+}
 
 /// Other names of settings: RisingWave's, for its users' scripts.
 const ALIASES: &[(&str, &str)] = &[("rw_implicit_flush", "implicit_flush")];
@@ -298,7 +320,7 @@ impl Default for Settings {
         Settings {
             values: DEFINITIONS
                 .iter()
-                .map(|d| (d.name, d.default.to_string()))
+                .map(|d| (d.name, d.default_value()))
                 .collect(),
             custom: BTreeMap::new(),
         }
@@ -371,8 +393,8 @@ impl Settings {
         if d.kind == Kind::ReadOnly {
             return Err(read_only(d.name));
         }
-        self.values.insert(d.name, d.default.to_string());
-        Ok(d.reported.then(|| (d.name, d.default.to_string())))
+        self.values.insert(d.name, d.default_value());
+        Ok(d.reported.then(|| (d.name, d.default_value())))
     }
 
     /// `RESET ALL`: every changeable setting back to its default. Returns the
@@ -380,9 +402,10 @@ impl Settings {
     pub fn reset_all(&mut self) -> Vec<(&'static str, String)> {
         let mut changed = Vec::new();
         for d in DEFINITIONS.iter().filter(|d| d.kind != Kind::ReadOnly) {
-            let old = self.values.insert(d.name, d.default.to_string());
-            if d.reported && old.as_deref() != Some(d.default) {
-                changed.push((d.name, d.default.to_string()));
+            let default = d.default_value();
+            let old = self.values.insert(d.name, default.clone());
+            if d.reported && old.as_deref() != Some(default.as_str()) {
+                changed.push((d.name, default));
             }
         }
         self.custom.clear();
@@ -434,6 +457,14 @@ impl Settings {
     /// `implicit_flush`: writes wait for the materialized views.
     pub fn implicit_flush(&self) -> bool {
         self.values.get("implicit_flush").is_some_and(|v| v == "on")
+    }
+
+    /// `streaming_parallelism`: subtasks of keyed operators of new views.
+    pub fn streaming_parallelism(&self) -> usize {
+        self.values
+            .get("streaming_parallelism")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1)
     }
 
     pub fn bytea_hex(&self) -> bool {

@@ -162,11 +162,11 @@ fn operators(db: &Database) -> DfResult<RecordBatch> {
             texts(&|r| Some(r.node.name.to_string())),
             texts(&|r| Some(r.node.describe.clone())),
             texts(&|r| Some(r.node.inputs.join(", "))),
-            numbers(&|_| 1),
-            numbers(&|r| r.node.metrics.rows_in.load(Ordering::Relaxed) as i64),
-            numbers(&|r| r.node.metrics.rows_out.load(Ordering::Relaxed) as i64),
-            texts(&|r| r.node.metrics.watermark().as_ref().and_then(watermark_text)),
-            numbers(&|r| r.node.metrics.state_bytes.load(Ordering::Relaxed) as i64),
+            numbers(&|r| r.node.parallelism() as i64),
+            numbers(&|r| r.node.rows_in() as i64),
+            numbers(&|r| r.node.rows_out() as i64),
+            texts(&|r| r.node.watermark().as_ref().and_then(watermark_text)),
+            numbers(&|r| r.node.state_bytes() as i64),
         ],
     )?)
 }

@@ -7,6 +7,10 @@
 //! - A watermark for a column is handed to the operator as the minimum over
 //!   the inputs, once every input has sent one, and only when it advances.
 //! - When every input has ended, the outputs are closed.
+//!
+//! The channels of all inputs are treated alike: a node after a parallel one
+//! reads one channel per upstream subtask, and aligns barriers and combines
+//! watermarks over all of them.
 
 use std::collections::HashMap;
 use std::future::poll_fn;
@@ -17,16 +21,18 @@ use std::task::Poll;
 use datafusion::common::ScalarValue;
 use tokio::sync::mpsc;
 
+use crate::exchange::Exchange;
 use crate::feed::Feed;
 use crate::message::{Barrier, Message, Watermark};
 use crate::operator::{Operator, Result};
 use crate::view_sink::ViewSink;
 
 /// Where a node sends what it produces.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Outputs {
-    /// Downstream nodes of the same job (each gets every message).
-    Channels(Vec<mpsc::Sender<Message>>),
+    /// Downstream nodes of the same job (each gets every message, spread
+    /// over its subtasks by its exchange).
+    Exchanges(Vec<Exchange>),
     /// A changelog other jobs subscribe to.
     Feed(Arc<Feed>),
     /// A materialized view: its rows, and its changelog.
@@ -35,12 +41,12 @@ pub enum Outputs {
 
 impl Outputs {
     /// Sends a message on; false when nobody is downstream any more.
-    async fn send(&self, message: Message) -> Result<bool> {
+    async fn send(&mut self, message: Message) -> Result<bool> {
         match self {
-            Outputs::Channels(senders) => {
-                let mut alive = senders.is_empty();
-                for sender in senders {
-                    alive |= sender.send(message.clone()).await.is_ok();
+            Outputs::Exchanges(exchanges) => {
+                let mut alive = exchanges.is_empty();
+                for exchange in exchanges {
+                    alive |= exchange.send(message.clone()).await?;
                 }
                 Ok(alive)
             }
@@ -77,13 +83,20 @@ impl NodeMetrics {
     }
 }
 
+/// One channel a node reads, and which of the operator's inputs it carries
+/// (a parallel upstream node sends one input over several channels).
+pub struct InputChannel {
+    pub input: usize,
+    pub receiver: mpsc::Receiver<Message>,
+}
+
 /// Runs `operator` until its inputs end, its outputs go away, or it fails.
 /// Barriers of epochs up to `start_epoch` are from before the job subscribed
 /// to its sources (some inputs may still carry them): they are dropped.
 pub async fn run(
     mut operator: Box<dyn Operator>,
-    mut inputs: Vec<mpsc::Receiver<Message>>,
-    outputs: Outputs,
+    mut inputs: Vec<InputChannel>,
+    mut outputs: Outputs,
     metrics: Arc<NodeMetrics>,
     start_epoch: u64,
 ) -> Result<()> {
@@ -107,7 +120,7 @@ pub async fn run(
                 if ended[i] || holding[i] {
                     continue;
                 }
-                if let Poll::Ready(message) = inputs[i].poll_recv(cx) {
+                if let Poll::Ready(message) = inputs[i].receiver.poll_recv(cx) {
                     return Poll::Ready((i, message));
                 }
             }
@@ -124,7 +137,7 @@ pub async fn run(
                 metrics
                     .rows_in
                     .fetch_add(chunk.num_rows() as u64, Ordering::Relaxed);
-                operator.process_chunk(input, chunk, &mut out)?;
+                operator.process_chunk(inputs[input].input, chunk, &mut out)?;
             }
             Some(Message::Watermark(watermark)) => {
                 input_watermarks[input].insert(watermark.column, watermark.value.clone());

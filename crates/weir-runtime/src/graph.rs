@@ -1,20 +1,27 @@
 //! A streaming job: a graph of operators, each run as a tokio task, connected
 //! by bounded channels.
 //!
+//! A keyed node may run as several subtasks (one task each); the
+//! [exchange](crate::exchange) in front of it sends each row to the subtask
+//! that owns its key.
+//!
 //! A job is built node by node ([`JobGraph`]), each node naming its inputs:
 //! earlier nodes, or subscriptions to changelogs (the job's sources). The last
 //! node's output goes to the job's sink (a materialized view's changelog).
 //! Dropping the [`Job`] stops every task and frees their state.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+use datafusion::common::ScalarValue;
+use datafusion::physical_expr::PhysicalExpr;
 use futures::FutureExt;
-
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::driver::{self, NodeMetrics, Outputs};
+use crate::driver::{self, InputChannel, NodeMetrics, Outputs};
+use crate::exchange::{self, Exchange};
 use crate::feed::CHANNEL_CAPACITY;
 use crate::message::Message;
 use crate::operator::Operator;
@@ -28,7 +35,11 @@ pub enum Input {
 }
 
 struct NodeSpec {
-    operator: Box<dyn Operator>,
+    /// One operator per subtask.
+    subtasks: Vec<Box<dyn Operator>>,
+    /// With several subtasks: the key (over the node's input rows) that
+    /// chooses each row's subtask.
+    keys: Vec<Arc<dyn PhysicalExpr>>,
     inputs: Vec<Input>,
 }
 
@@ -45,7 +56,43 @@ pub struct NodeInfo {
     pub name: &'static str,
     pub describe: String,
     pub inputs: Vec<String>,
-    pub metrics: Arc<NodeMetrics>,
+    /// What each subtask reports.
+    pub subtasks: Vec<Arc<NodeMetrics>>,
+}
+
+impl NodeInfo {
+    pub fn parallelism(&self) -> usize {
+        self.subtasks.len()
+    }
+
+    pub fn rows_in(&self) -> u64 {
+        self.sum(|m| m.rows_in.load(Ordering::Relaxed))
+    }
+
+    pub fn rows_out(&self) -> u64 {
+        self.sum(|m| m.rows_out.load(Ordering::Relaxed))
+    }
+
+    pub fn state_bytes(&self) -> u64 {
+        self.sum(|m| m.state_bytes.load(Ordering::Relaxed))
+    }
+
+    /// The watermark the node has passed on: the least of its subtasks'
+    /// (what the next node sees), once each has passed one.
+    pub fn watermark(&self) -> Option<ScalarValue> {
+        let mut least: Option<ScalarValue> = None;
+        for subtask in &self.subtasks {
+            let value = subtask.watermark()?;
+            if least.as_ref().is_none_or(|l| value < *l) {
+                least = Some(value);
+            }
+        }
+        least
+    }
+
+    fn sum(&self, f: impl Fn(&NodeMetrics) -> u64) -> u64 {
+        self.subtasks.iter().map(|m| f(m)).sum()
+    }
 }
 
 /// Whether a job runs.
@@ -65,79 +112,139 @@ pub struct Job {
 }
 
 impl JobGraph {
-    /// Adds a node; returns its id.
+    /// Adds a node of one subtask; returns its id.
     pub fn add(&mut self, operator: Box<dyn Operator>, inputs: Vec<Input>) -> usize {
-        self.nodes.push(NodeSpec { operator, inputs });
+        self.add_parallel(vec![operator], Vec::new(), inputs)
+    }
+
+    /// Adds a node run as one subtask per operator of `subtasks`, each
+    /// receiving the rows whose `keys` hash to it; returns its id.
+    pub fn add_parallel(
+        &mut self,
+        subtasks: Vec<Box<dyn Operator>>,
+        keys: Vec<Arc<dyn PhysicalExpr>>,
+        inputs: Vec<Input>,
+    ) -> usize {
+        self.nodes.push(NodeSpec {
+            subtasks,
+            keys,
+            inputs,
+        });
         self.nodes.len() - 1
     }
 
-    /// Starts the job. The last node sends its output to `sink`. The job
-    /// subscribed to its sources after the barrier of `start_epoch`.
+    /// Starts the job. The last node, which must have one subtask, sends its
+    /// output to `sink`. The job subscribed to its sources after the barrier
+    /// of `start_epoch`.
     pub fn spawn(self, sink: Outputs, start_epoch: u64) -> Job {
         let count = self.nodes.len();
-        // The consumers of each node.
-        let mut senders: Vec<Vec<mpsc::Sender<Message>>> = (0..count).map(|_| Vec::new()).collect();
-        let mut receivers: Vec<Vec<mpsc::Receiver<Message>>> =
-            (0..count).map(|_| Vec::new()).collect();
+        let parallelism: Vec<usize> = self.nodes.iter().map(|n| n.subtasks.len()).collect();
+        debug_assert!(parallelism.last().is_none_or(|p| *p == 1));
+        // What each subtask of each node reads, and where it sends.
+        let mut receivers: Vec<Vec<Vec<InputChannel>>> = parallelism
+            .iter()
+            .map(|p| (0..*p).map(|_| Vec::new()).collect())
+            .collect();
+        let mut exchanges: Vec<Vec<Vec<Exchange>>> = parallelism
+            .iter()
+            .map(|p| (0..*p).map(|_| Vec::new()).collect())
+            .collect();
+        let status = Arc::new(Mutex::new(JobStatus::Running));
+        let mut tasks = Vec::new();
         let mut specs = Vec::with_capacity(count);
         let mut labels = Vec::with_capacity(count);
         for (id, node) in self.nodes.into_iter().enumerate() {
             labels.push(input_labels(&node.inputs));
-            for input in node.inputs {
-                match input {
+            let subtasks = parallelism[id];
+            // One exchange per upstream subtask, with a channel to each of
+            // this node's subtasks.
+            let connect = |channels: &mut Vec<Vec<InputChannel>>, input: usize| {
+                let mut senders = Vec::with_capacity(subtasks);
+                for channel in channels.iter_mut() {
+                    let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+                    senders.push(sender);
+                    channel.push(InputChannel { input, receiver });
+                }
+                if subtasks == 1 {
+                    Exchange::forward(senders.remove(0))
+                } else {
+                    Exchange::hash(senders, node.keys.clone())
+                }
+            };
+            for (input, source) in node.inputs.into_iter().enumerate() {
+                match source {
                     Input::Node(from) => {
-                        let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
-                        senders[from].push(sender);
-                        receivers[id].push(receiver);
+                        for upstream in exchanges[from].iter_mut() {
+                            upstream.push(connect(&mut receivers[id], input));
+                        }
                     }
-                    Input::Source(_, receiver) => receivers[id].push(receiver),
+                    Input::Source(_, receiver) if subtasks == 1 => {
+                        receivers[id][0].push(InputChannel { input, receiver });
+                    }
+                    Input::Source(_, receiver) => {
+                        let e = connect(&mut receivers[id], input);
+                        let status = status.clone();
+                        tasks.push(tokio::spawn(async move {
+                            if let Err(e) = exchange::dispatch(receiver, e).await {
+                                fail(&status, "Exchange", e.to_string());
+                            }
+                        }));
+                    }
                 }
             }
-            specs.push(node.operator);
+            specs.push(node.subtasks);
         }
-        let status = Arc::new(Mutex::new(JobStatus::Running));
         let mut nodes = Vec::with_capacity(count);
-        let mut tasks = Vec::with_capacity(count);
-        let mut receivers = receivers.into_iter();
-        let mut senders = senders.into_iter();
-        for (id, operator) in specs.into_iter().enumerate() {
-            let metrics = Arc::new(NodeMetrics::default());
-            nodes.push(NodeInfo {
+        let mut sink = Some(sink);
+        for (id, ((subtasks, inputs), outputs)) in
+            specs.into_iter().zip(receivers).zip(exchanges).enumerate()
+        {
+            let mut info = NodeInfo {
                 id,
-                name: operator.name(),
-                describe: operator.describe(),
+                name: subtasks.first().map_or("", |o| o.name()),
+                describe: subtasks.first().map(|o| o.describe()).unwrap_or_default(),
                 inputs: labels[id].clone(),
-                metrics: metrics.clone(),
-            });
-            let inputs = receivers.next().unwrap_or_default();
-            let node_senders = senders.next().unwrap_or_default();
-            let outputs = if id + 1 == count {
-                sink.clone()
-            } else {
-                Outputs::Channels(node_senders)
+                subtasks: Vec::with_capacity(subtasks.len()),
             };
-            let status = status.clone();
-            let name = operator.name();
-            tasks.push(tokio::spawn(async move {
-                let run = driver::run(operator, inputs, outputs, metrics, start_epoch);
-                // A panic in an operator fails the job, like an error.
-                let error = match AssertUnwindSafe(run).catch_unwind().await {
-                    Ok(Ok(())) => return,
-                    Ok(Err(e)) => e.to_string(),
-                    Err(_) => "the operator panicked".to_string(),
+            for ((operator, inputs), exchanges) in subtasks.into_iter().zip(inputs).zip(outputs) {
+                let metrics = Arc::new(NodeMetrics::default());
+                info.subtasks.push(metrics.clone());
+                let outputs = if id + 1 == count
+                    && let Some(sink) = sink.take()
+                {
+                    sink
+                } else {
+                    Outputs::Exchanges(exchanges)
                 };
-                tracing::error!(operator = name, error = %error, "a streaming operator failed");
-                let mut status = status.lock().unwrap_or_else(|p| p.into_inner());
-                if *status == JobStatus::Running {
-                    *status = JobStatus::Failed(format!("{name}: {error}"));
-                }
-            }));
+                let status = status.clone();
+                let name = operator.name();
+                tasks.push(tokio::spawn(async move {
+                    let run = driver::run(operator, inputs, outputs, metrics, start_epoch);
+                    // A panic in an operator fails the job, like an error.
+                    let error = match AssertUnwindSafe(run).catch_unwind().await {
+                        Ok(Ok(())) => return,
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => "the operator panicked".to_string(),
+                    };
+                    fail(&status, name, error);
+                }));
+            }
+            nodes.push(info);
         }
         Job {
             nodes,
             tasks,
             status,
         }
+    }
+}
+
+/// Marks the job failed (the first failure is the one reported).
+fn fail(status: &Mutex<JobStatus>, name: &str, error: String) {
+    tracing::error!(operator = name, error = %error, "a streaming operator failed");
+    let mut status = status.lock().unwrap_or_else(|p| p.into_inner());
+    if *status == JobStatus::Running {
+        *status = JobStatus::Failed(format!("{name}: {error}"));
     }
 }
 
@@ -161,14 +268,7 @@ impl Job {
 
     /// Total bytes of state of the job's operators.
     pub fn state_bytes(&self) -> u64 {
-        self.nodes
-            .iter()
-            .map(|n| {
-                n.metrics
-                    .state_bytes
-                    .load(std::sync::atomic::Ordering::Relaxed)
-            })
-            .sum()
+        self.nodes.iter().map(NodeInfo::state_bytes).sum()
     }
 }
 

@@ -5,11 +5,13 @@
 //! - [`operator`]: the operator interface;
 //! - [`operators`]: projection, filter, window assignment, aggregation, union;
 //! - [`driver`]: runs one operator as a task (barrier alignment, watermarks);
+//! - [`exchange`]: the hash shuffle in front of a node's parallel subtasks;
 //! - [`graph`]: a job, built node by node and run;
 //! - [`feed`]: changelogs that jobs subscribe to;
 //! - [`view_sink`]: a materialized view's rows and changelog, fed by its job.
 
 pub mod driver;
+pub mod exchange;
 pub mod feed;
 pub mod graph;
 pub mod message;

@@ -6,8 +6,10 @@
 //! of the new one). Streams that only ever insert (append-only) carry no
 //! operation column.
 
-use arrow::array::{ArrayRef, AsArray, BooleanArray, Int8Array, RecordBatch, RecordBatchOptions};
-use arrow::compute::filter_record_batch;
+use arrow::array::{
+    ArrayRef, AsArray, BooleanArray, Int8Array, RecordBatch, RecordBatchOptions, UInt32Array,
+};
+use arrow::compute::{filter_record_batch, take, take_record_batch};
 use arrow::datatypes::{Int8Type, SchemaRef};
 use arrow::error::ArrowError;
 use datafusion::common::ScalarValue;
@@ -115,6 +117,16 @@ impl Chunk {
                     .as_primitive::<Int8Type>()
                     .clone(),
             ),
+            None => None,
+        };
+        Ok(Chunk { batch, ops })
+    }
+
+    /// The rows at `indices`, in that order.
+    pub fn take(&self, indices: &UInt32Array) -> Result<Self, ArrowError> {
+        let batch = take_record_batch(&self.batch, indices)?;
+        let ops = match &self.ops {
+            Some(ops) => Some(take(ops, indices, None)?.as_primitive::<Int8Type>().clone()),
             None => None,
         };
         Ok(Chunk { batch, ops })

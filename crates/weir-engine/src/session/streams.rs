@@ -122,6 +122,7 @@ impl Session {
         &self,
         query: &ast::Query,
         emit: Emit,
+        parallelism: usize,
     ) -> Result<(StreamPlan, Vec<String>)> {
         let mut query = Box::new(query.clone());
         alias_output_columns(&mut query, Aliasing::Postgres);
@@ -133,7 +134,13 @@ impl Session {
         )?;
         let logical = self.plan_query(&statement).await?;
         let optimized = self.ctx.state().optimize(&logical)?;
-        let plan = planner::plan(&optimized, &self.db, &self.ctx, emit == Emit::OnWindowClose)?;
+        let plan = planner::plan(
+            &optimized,
+            &self.db,
+            &self.ctx,
+            emit == Emit::OnWindowClose,
+            parallelism,
+        )?;
         let mut depends_on: Vec<String> = references
             .iter()
             .map(|r| r.table().to_string())
@@ -160,6 +167,7 @@ impl Session {
             name: name.clone(),
             query: create.query.to_string(),
             emit_on_window_close: create.emit == Emit::OnWindowClose,
+            parallelism: self.read_settings().streaming_parallelism(),
         };
         self.start_materialized_view(def).await?;
         if let Err(e) = self.engine.save().await {
@@ -184,7 +192,9 @@ impl Session {
         } else {
             Emit::OnUpdate
         };
-        let (plan, depends_on) = self.plan_materialized_view(&query, emit).await?;
+        let (plan, depends_on) = self
+            .plan_materialized_view(&query, emit, def.parallelism)
+            .await?;
         if depends_on.contains(&def.name) {
             return Err(WeirError::new(
                 sqlstate::INVALID_OBJECT_DEFINITION,
@@ -214,8 +224,9 @@ impl Session {
         &mut self,
         create: &CreateMaterializedView,
     ) -> Result<Output> {
+        let parallelism = self.read_settings().streaming_parallelism();
         let (plan, _) = self
-            .plan_materialized_view(&create.query, create.emit)
+            .plan_materialized_view(&create.query, create.emit, parallelism)
             .await?;
         let mut lines = plan.explain();
         lines.push(format!(

@@ -12,6 +12,11 @@
 //! with a watermark makes a windowed aggregation: its groups close when the
 //! watermark passes them. Rows of a session window carry their own window
 //! until the aggregation above them, which merges windows into sessions.
+//!
+//! Keyed aggregations run as `parallelism` subtasks behind a hash shuffle on
+//! their group key (on the partition key for sessions); every other operator
+//! runs as one task, and a parallel node last in the job is followed by a
+//! merge into the view.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -31,8 +36,8 @@ use tokio::sync::mpsc;
 use weir_runtime::feed::CHANNEL_CAPACITY;
 use weir_runtime::operators::project::watermark_input;
 use weir_runtime::operators::{
-    Aggregate, AggregateCall, AssignWindows, Filter, Project, SessionAggregate, SessionBound,
-    Union, WindowClose, WindowKind,
+    Aggregate, AggregateCall, AssignWindows, Filter, Merge, Project, SessionAggregate,
+    SessionBound, Union, WindowClose, WindowKind,
 };
 use weir_runtime::{Chunk, Input, JobGraph, Message, Operator, Outputs, ViewSink};
 
@@ -47,9 +52,11 @@ enum Source {
     Relation(Relation),
 }
 
-/// A node of the plan.
+/// A node of the plan: one operator per subtask.
 struct Node {
-    operator: Box<dyn Operator>,
+    subtasks: Vec<Box<dyn Operator>>,
+    /// With several subtasks: the key that spreads the input rows over them.
+    keys: Vec<Arc<dyn PhysicalExpr>>,
     inputs: Vec<Source>,
 }
 
@@ -126,6 +133,7 @@ pub fn plan(
     db: &Database,
     ctx: &SessionContext,
     emit_on_window_close: bool,
+    parallelism: usize,
 ) -> Result<StreamPlan> {
     let mut planner = Planner {
         db,
@@ -134,6 +142,7 @@ pub fn plan(
         sources: Vec::new(),
         emit_on_window_close,
         windowed: false,
+        parallelism: parallelism.max(1),
     };
     let root = planner.lower(plan)?;
     if root.session.is_some() {
@@ -148,18 +157,21 @@ pub fn plan(
     }
     // The job ends with an operator whose output goes to the view; a plan
     // that is only a scan gets a pass-through projection.
-    if let Source::Relation(_) = root.source {
-        let exprs = (0..root.schema.fields().len())
-            .map(|i| Arc::new(Column::new(root.schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>)
-            .collect();
-        planner.nodes.push(Node {
-            operator: Box::new(Project::new(
-                exprs,
-                root.schema.clone(),
-                root.schema.clone(),
-            )),
-            inputs: vec![root.source],
-        });
+    match root.source {
+        Source::Relation(_) => {
+            let exprs = (0..root.schema.fields().len())
+                .map(|i| {
+                    Arc::new(Column::new(root.schema.field(i).name(), i)) as Arc<dyn PhysicalExpr>
+                })
+                .collect();
+            let project = Project::new(exprs, root.schema.clone(), root.schema.clone());
+            planner.add(Box::new(project), vec![root.source]);
+        }
+        // The view is fed by one task.
+        Source::Node(id) if planner.nodes[id].subtasks.len() > 1 => {
+            planner.add(Box::new(Merge), vec![root.source]);
+        }
+        Source::Node(_) => {}
     }
     let mut sources = planner.sources;
     sources.sort();
@@ -181,6 +193,8 @@ struct Planner<'a> {
     emit_on_window_close: bool,
     /// A windowed aggregation was planned.
     windowed: bool,
+    /// Subtasks of keyed operators.
+    parallelism: usize,
 }
 
 fn unsupported(what: &str) -> WeirError {
@@ -192,8 +206,31 @@ fn unsupported(what: &str) -> WeirError {
 
 impl Planner<'_> {
     fn add(&mut self, operator: Box<dyn Operator>, inputs: Vec<Source>) -> Source {
-        self.nodes.push(Node { operator, inputs });
+        self.nodes.push(Node {
+            subtasks: vec![operator],
+            keys: Vec::new(),
+            inputs,
+        });
         Source::Node(self.nodes.len() - 1)
+    }
+
+    /// Adds a keyed operator: `parallelism` subtasks made by `make`, each
+    /// owning the rows whose `keys` hash to it. Without keys, one subtask.
+    fn add_keyed(
+        &mut self,
+        make: impl Fn() -> Result<Box<dyn Operator>>,
+        keys: Vec<Arc<dyn PhysicalExpr>>,
+        inputs: Vec<Source>,
+    ) -> Result<Source> {
+        let count = if keys.is_empty() { 1 } else { self.parallelism };
+        let subtasks = (0..count).map(|_| make()).collect::<Result<Vec<_>>>()?;
+        let keys = if count > 1 { keys } else { Vec::new() };
+        self.nodes.push(Node {
+            subtasks,
+            keys,
+            inputs,
+        });
+        Ok(Source::Node(self.nodes.len() - 1))
     }
 
     fn lower(&mut self, plan: &LogicalPlan) -> Result<Lowered> {
@@ -373,14 +410,21 @@ impl Planner<'_> {
                         schema,
                     );
                 }
-                let operator = Aggregate::new(
-                    group_exprs,
-                    calls,
-                    schema.clone(),
-                    window,
-                    !input.append_only,
+                let retracting = !input.append_only;
+                let keys = group_exprs.clone();
+                let node = self.add_keyed(
+                    || {
+                        Ok(Box::new(Aggregate::new(
+                            group_exprs.clone(),
+                            calls.clone(),
+                            schema.clone(),
+                            window,
+                            retracting,
+                        )?) as Box<dyn Operator>)
+                    },
+                    keys,
+                    vec![input.source],
                 )?;
-                let node = self.add(Box::new(operator), vec![input.source]);
                 Ok(Lowered {
                     source: node,
                     schema,
@@ -599,16 +643,29 @@ impl Planner<'_> {
             BTreeSet::new()
         };
         self.windowed |= windowed;
-        let operator = SessionAggregate::new(
-            group_exprs,
-            bounds,
-            time,
-            session.gap,
-            calls,
-            schema.clone(),
-            self.emit_on_window_close,
+        // Sessions of a partition merge: its rows go to one subtask.
+        let keys = group_exprs
+            .iter()
+            .zip(&bounds)
+            .filter(|(_, bound)| bound.is_none())
+            .map(|(expr, _)| expr.clone())
+            .collect();
+        let emit_on_window_close = self.emit_on_window_close;
+        let node = self.add_keyed(
+            || {
+                Ok(Box::new(SessionAggregate::new(
+                    group_exprs.clone(),
+                    bounds.clone(),
+                    time,
+                    session.gap,
+                    calls.clone(),
+                    schema.clone(),
+                    emit_on_window_close,
+                )?) as Box<dyn Operator>)
+            },
+            keys,
+            vec![input.source],
         )?;
-        let node = self.add(Box::new(operator), vec![input.source]);
         Ok(Lowered {
             source: node,
             schema,
@@ -636,12 +693,20 @@ impl StreamPlan {
                     Source::Relation(r) => format!("{} {}", r.kind_name(), r.name()),
                 })
                 .collect();
-            let describe = node.operator.describe();
-            let mut line = format!("#{id} {}", node.operator.name());
+            let Some(operator) = node.subtasks.first() else {
+                continue;
+            };
+            let describe = operator.describe();
+            let mut line = format!("#{id} {}", operator.name());
             if !describe.is_empty() {
                 line.push_str(&format!(" {describe}"));
             }
-            line.push_str(&format!(" (parallelism 1) <- {}", inputs.join(", ")));
+            line.push_str(&format!(" (parallelism {}", node.subtasks.len()));
+            if !node.keys.is_empty() {
+                let keys: Vec<String> = node.keys.iter().map(|k| k.to_string()).collect();
+                line.push_str(&format!(", hash shuffle on [{}]", keys.join(", ")));
+            }
+            line.push_str(&format!(") <- {}", inputs.join(", ")));
             lines.push(line);
         }
         lines
@@ -669,7 +734,7 @@ impl StreamPlan {
                     }
                 })
                 .collect();
-            graph.add(node.operator, inputs);
+            graph.add_parallel(node.subtasks, node.keys, inputs);
         }
         let job = graph.spawn(Outputs::View(sink), epoch);
         for (relation, sender) in sources {

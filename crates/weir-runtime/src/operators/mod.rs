@@ -2,6 +2,7 @@
 
 pub mod aggregate;
 pub mod filter;
+pub mod merge;
 pub mod project;
 pub mod session;
 pub mod union;
@@ -9,6 +10,7 @@ pub mod window;
 
 pub use aggregate::{Aggregate, AggregateCall, WindowClose};
 pub use filter::Filter;
+pub use merge::Merge;
 pub use project::Project;
 pub use session::{SessionAggregate, SessionBound, sessions};
 pub use union::Union;
