@@ -420,6 +420,7 @@ fn stream_schema(def: &StreamDef) -> SchemaRef {
 struct Nexmark {
     generator: NexmarkGenerator,
     pace: Pace,
+    first_event: u64,
 }
 
 impl Nexmark {
@@ -428,15 +429,17 @@ impl Nexmark {
         let table = nexmark_table(def)?;
         let config =
             NexmarkConfig::from_options(&def.options).map_err(|e| option_error(e.to_string()))?;
+        let first_event = config.first_event;
         Ok(Nexmark {
             pace: Pace::new(config.events_per_second()),
-            generator: NexmarkGenerator::new(config, table, 0),
+            generator: NexmarkGenerator::new(config, table, first_event),
+            first_event,
         })
     }
 
     /// Events generated so far.
     fn generated(&self) -> u64 {
-        self.generator.next_event()
+        self.generator.next_event().saturating_sub(self.first_event)
     }
 }
 

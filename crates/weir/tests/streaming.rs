@@ -265,3 +265,52 @@ async fn window_close_frees_state() {
         "state grows with the run: after 5 s {early} bytes, at the end {late}, peak {peak}"
     );
 }
+
+/// A Nexmark source resumed at an event offset gives the rows of an
+/// uninterrupted one from that event on: the same bids, none before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nexmark_resumes_from_an_event_offset() {
+    let server = TestServer::start().await;
+    let client = server.connect("weir").await;
+    let source = |name: &str, first: u64| {
+        format!(
+            "CREATE SOURCE {name} (auction bigint, bidder bigint, price bigint, date_time timestamp, extra text) \
+             WITH (connector = 'nexmark', nexmark.table = 'bid', nexmark.max_events = '3000', \
+                   nexmark.throughput = '0', nexmark.seed = '7', nexmark.first_event = '{first}'); \
+             CREATE MATERIALIZED VIEW {name}_rows AS SELECT * FROM {name};"
+        )
+    };
+    client
+        .batch_execute(&format!(
+            "{}{}",
+            source("whole", 0),
+            source("resumed", 1000)
+        ))
+        .await
+        .expect("create the sources and views");
+    // Events 0..3000 hold 2760 bids; events 1000..3000, 1840.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        client.batch_execute("FLUSH").await.expect("flush");
+        let whole = number(&client, "SELECT count(*) FROM whole_rows").await;
+        let resumed = number(&client, "SELECT count(*) FROM resumed_rows").await;
+        if (whole, resumed) == (2760, 1840) || Instant::now() > deadline {
+            assert_eq!((whole, resumed), (2760, 1840), "bids of each source");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Event 1000 happens 100 ms after event 0 (10 000 events per second).
+    let from_1000 = "SELECT * FROM whole_rows WHERE date_time >= TIMESTAMP '2015-07-15 00:00:00.1'";
+    for (a, b) in [
+        (from_1000, "SELECT * FROM resumed_rows"),
+        ("SELECT * FROM resumed_rows", from_1000),
+    ] {
+        let missing = number(
+            &client,
+            &format!("SELECT count(*) FROM ({a} EXCEPT ALL {b}) d"),
+        )
+        .await;
+        assert_eq!(missing, 0, "{a} EXCEPT ALL {b}");
+    }
+}

@@ -19,6 +19,10 @@ const OPTIONS: &[(&str, &str)] = &[
     ),
     ("nexmark.seed", "seed of the random choices"),
     (
+        "nexmark.first_event",
+        "number of the first event generated, to resume a run; 0 from the start",
+    ),
+    (
         "nexmark.base_time",
         "event time of event 0, in ms since the epoch",
     ),
@@ -62,6 +66,9 @@ pub struct NexmarkConfig {
     pub throughput: Option<u64>,
     /// Event time of event 0, in ms since the epoch.
     pub base_time_ms: i64,
+    /// The number of the first event a source generates (a run resumed
+    /// there gives the events of an uninterrupted one from there on).
+    pub first_event: u64,
     /// People among whom sellers and bidders are picked: the most recent ones.
     pub num_active_people: u64,
     /// Auctions among which bids are placed: the most recent ones.
@@ -97,6 +104,7 @@ impl Default for NexmarkConfig {
             seed: 0,
             throughput: None,
             base_time_ms: DEFAULT_BASE_TIME_MS,
+            first_event: 0,
             num_active_people: 1000,
             num_in_flight_auctions: 100,
             hot_auction_ratio: 2,
@@ -140,6 +148,7 @@ impl NexmarkConfig {
                     config.max_events = (max > 0).then_some(max);
                 }
                 "nexmark.seed" => config.seed = parse_u64(key, value)?,
+                "nexmark.first_event" => config.first_event = parse_u64(key, value)?,
                 "nexmark.base_time" => {
                     config.base_time_ms = value.trim().parse::<i64>().map_err(|_| {
                         invalid(key, value, "expected a time in ms since the epoch".into())
