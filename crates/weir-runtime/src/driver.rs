@@ -131,7 +131,18 @@ pub async fn run(
         match message {
             None => {
                 ended[input] = true;
-                input_watermarks[input].clear();
+                // The inputs still running may now hold the least watermark.
+                let columns: Vec<usize> = input_watermarks[input].drain().map(|(c, _)| c).collect();
+                for column in columns {
+                    advance_watermark(
+                        &mut *operator,
+                        &input_watermarks,
+                        &ended,
+                        &mut emitted,
+                        column,
+                        &mut out,
+                    )?;
+                }
             }
             Some(Message::Chunk(chunk)) => {
                 metrics
@@ -140,22 +151,15 @@ pub async fn run(
                 operator.process_chunk(inputs[input].input, chunk, &mut out)?;
             }
             Some(Message::Watermark(watermark)) => {
-                input_watermarks[input].insert(watermark.column, watermark.value.clone());
-                if let Some(combined) =
-                    combined_watermark(&input_watermarks, &ended, watermark.column)
-                    && emitted
-                        .get(&watermark.column)
-                        .is_none_or(|previous| combined > *previous)
-                {
-                    emitted.insert(watermark.column, combined.clone());
-                    operator.process_watermark(
-                        Watermark {
-                            column: watermark.column,
-                            value: combined,
-                        },
-                        &mut out,
-                    )?;
-                }
+                input_watermarks[input].insert(watermark.column, watermark.value);
+                advance_watermark(
+                    &mut *operator,
+                    &input_watermarks,
+                    &ended,
+                    &mut emitted,
+                    watermark.column,
+                    &mut out,
+                )?;
             }
             Some(Message::Barrier(b)) if b.epoch <= start_epoch => {}
             Some(Message::Barrier(b)) => {
@@ -200,6 +204,32 @@ pub async fn run(
     }
 }
 
+/// Hands the operator the combined watermark of `column` if it advanced.
+fn advance_watermark(
+    operator: &mut dyn Operator,
+    inputs: &[HashMap<usize, ScalarValue>],
+    ended: &[bool],
+    emitted: &mut HashMap<usize, ScalarValue>,
+    column: usize,
+    out: &mut Vec<Message>,
+) -> Result<()> {
+    if let Some(combined) = combined_watermark(inputs, ended, column)
+        && emitted
+            .get(&column)
+            .is_none_or(|previous| combined > *previous)
+    {
+        emitted.insert(column, combined.clone());
+        operator.process_watermark(
+            Watermark {
+                column,
+                value: combined,
+            },
+            out,
+        )?;
+    }
+    Ok(())
+}
+
 /// The watermark of a column over all inputs still running: their minimum,
 /// once each of them has one.
 fn combined_watermark(
@@ -218,4 +248,82 @@ fn combined_watermark(
         }
     }
     min.cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Chunk;
+
+    /// Records the watermarks it is handed.
+    struct Recorder(Arc<Mutex<Vec<ScalarValue>>>);
+
+    impl Operator for Recorder {
+        fn name(&self) -> &'static str {
+            "Recorder"
+        }
+
+        fn process_chunk(&mut self, _: usize, _: Chunk, _: &mut Vec<Message>) -> Result<()> {
+            Ok(())
+        }
+
+        fn process_watermark(&mut self, w: Watermark, _: &mut Vec<Message>) -> Result<()> {
+            self.0.lock().expect("lock").push(w.value);
+            Ok(())
+        }
+    }
+
+    fn watermark(v: i64) -> Message {
+        Message::Watermark(Watermark {
+            column: 0,
+            value: ScalarValue::Int64(Some(v)),
+        })
+    }
+
+    #[tokio::test]
+    async fn the_least_watermark_of_the_running_inputs_is_handed_on() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (a, ra) = mpsc::channel(4);
+        let (b, rb) = mpsc::channel(4);
+        let inputs = vec![
+            InputChannel {
+                input: 0,
+                receiver: ra,
+            },
+            InputChannel {
+                input: 1,
+                receiver: rb,
+            },
+        ];
+        let task = tokio::spawn(run(
+            Box::new(Recorder(seen.clone())),
+            inputs,
+            Outputs::Exchanges(Vec::new()),
+            Arc::new(NodeMetrics::default()),
+            0,
+        ));
+        a.send(watermark(10)).await.expect("send");
+        b.send(watermark(5)).await.expect("send");
+        b.send(watermark(7)).await.expect("send");
+        // b ends: a's watermark is the least of the inputs still running.
+        drop(b);
+        // b's end alone lets the watermark advance to a's.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while seen.lock().expect("lock").len() < 3 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        a.send(watermark(12)).await.expect("send");
+        drop(a);
+        task.await.expect("join").expect("run");
+        let values: Vec<i64> = seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|v| match v {
+                ScalarValue::Int64(Some(v)) => *v,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(values, vec![5, 7, 10, 12]);
+    }
 }
