@@ -57,6 +57,7 @@ pub mod sqlstate {
     pub const OBJECT_IN_USE: SqlState = "55006";
     pub const QUERY_CANCELED: SqlState = "57014";
     pub const OUT_OF_MEMORY: SqlState = "53200";
+    pub const TOO_MANY_CONNECTIONS: SqlState = "53300";
     pub const IO_ERROR: SqlState = "58030";
     pub const INTERNAL_ERROR: SqlState = "XX000";
     pub const DATA_CORRUPTED: SqlState = "XX001";

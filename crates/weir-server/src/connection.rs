@@ -4,9 +4,12 @@
 //! database (a missing database ends the connection with `FATAL 3D000`, as in
 //! Postgres), reports the session's settings, and registers a backend key so
 //! that a `CancelRequest` from another socket can interrupt its statements.
+//! Past `max_connections` open connections, a new one is refused with
+//! `FATAL 53300`, as Postgres does.
 
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use futures::{Sink, SinkExt};
@@ -70,19 +73,51 @@ pub async fn cancel_signal<C: ClientInfo>(client: &C) -> impl Future<Output = ()
     }
 }
 
+/// The default of `max_connections`, Postgres' default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
+
+/// One of the `max_connections` places, held by a connection's session
+/// extensions while it is open.
+struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl ConnectionSlot {
+    /// A place, if one is free.
+    fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<ConnectionSlot> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| ConnectionSlot(open.clone()))
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Startup without password: opens the session and reports its settings.
 pub struct Startup {
     engine: Arc<Engine>,
     connections: Arc<ConnectionManager>,
     keys: RandomPidSecretKeyGenerator,
+    open: Arc<AtomicUsize>,
+    max_connections: usize,
 }
 
 impl Startup {
-    pub fn new(engine: Arc<Engine>, connections: Arc<ConnectionManager>) -> Self {
+    pub fn new(
+        engine: Arc<Engine>,
+        connections: Arc<ConnectionManager>,
+        max_connections: usize,
+    ) -> Self {
         Startup {
             engine,
             connections,
             keys: RandomPidSecretKeyGenerator::default(),
+            open: Arc::new(AtomicUsize::new(0)),
+            max_connections,
         }
     }
 }
@@ -102,6 +137,12 @@ impl StartupHandler for Startup {
         let PgWireFrontendMessage::Startup(startup) = message else {
             return Ok(());
         };
+        let slot = ConnectionSlot::take(&self.open, self.max_connections).ok_or_else(|| {
+            fatal_error(WeirError::new(
+                sqlstate::TOO_MANY_CONNECTIONS,
+                "sorry, too many clients already",
+            ))
+        })?;
         protocol_negotiation(client, &startup).await?;
         save_startup_parameters_to_metadata(client, &startup);
         let user = startup
@@ -133,6 +174,7 @@ impl StartupHandler for Startup {
             .session_extensions()
             .insert::<Arc<ConnectionHandle>>(handle);
         client.session_extensions().insert::<ConnectionGuard>(guard);
+        client.session_extensions().insert::<ConnectionSlot>(slot);
         let reported = session.settings().reported();
         client
             .session_extensions()

@@ -26,6 +26,7 @@ use pgwire::error::PgWireError;
 use tokio::net::TcpListener;
 use weir_engine::Engine;
 
+pub use crate::connection::DEFAULT_MAX_CONNECTIONS;
 use crate::connection::{SessionCell, Startup};
 use crate::query::QueryHandler;
 
@@ -82,13 +83,23 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `addr` for the engine.
+    /// Binds `addr` for the engine, with the default `max_connections`.
     pub async fn bind(engine: Arc<Engine>, addr: SocketAddr) -> std::io::Result<Server> {
+        Server::bind_with(engine, addr, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// Binds `addr` for the engine; past `max_connections` open connections,
+    /// new ones are refused.
+    pub async fn bind_with(
+        engine: Arc<Engine>,
+        addr: SocketAddr,
+        max_connections: usize,
+    ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(addr).await?;
         let connections = Arc::new(ConnectionManager::new());
         let handlers = Arc::new(Handlers {
             query: Arc::new(QueryHandler::default()),
-            startup: Arc::new(Startup::new(engine, connections.clone())),
+            startup: Arc::new(Startup::new(engine, connections.clone(), max_connections)),
             cancel: Arc::new(DefaultCancelHandler::new(connections)),
         });
         Ok(Server { listener, handlers })

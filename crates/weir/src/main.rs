@@ -31,6 +31,10 @@ enum Command {
         /// Directory for the catalog and data.
         #[arg(long, env = "WEIR_DATA_DIR", default_value = "./weir-data")]
         data_dir: PathBuf,
+        /// Connections open at once; past it, new ones are refused (53300).
+        #[arg(long, env = "WEIR_MAX_CONNECTIONS", default_value_t = weir_server::DEFAULT_MAX_CONNECTIONS as u64,
+              value_parser = clap::value_parser!(u64).range(1..100_000))]
+        max_connections: u64,
     },
 }
 
@@ -52,11 +56,15 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve { listen, data_dir } => runtime.block_on(serve(listen, data_dir)),
+        Command::Serve {
+            listen,
+            data_dir,
+            max_connections,
+        } => runtime.block_on(serve(listen, data_dir, max_connections as usize)),
     }
 }
 
-async fn serve(listen: SocketAddr, data_dir: PathBuf) -> ExitCode {
+async fn serve(listen: SocketAddr, data_dir: PathBuf, max_connections: usize) -> ExitCode {
     let engine = match Engine::open(EngineConfig::new(&data_dir)).await {
         Ok(engine) => engine,
         Err(e) => {
@@ -68,7 +76,7 @@ async fn serve(listen: SocketAddr, data_dir: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match Server::bind(engine.clone(), listen).await {
+    let server = match Server::bind_with(engine.clone(), listen, max_connections).await {
         Ok(server) => server,
         Err(e) => {
             tracing::error!("cannot listen on {listen}: {e}");

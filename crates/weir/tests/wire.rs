@@ -271,6 +271,46 @@ async fn unknown_database_is_refused_at_startup() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn connections_past_max_connections_are_refused() {
+    let server = TestServer::start_with_max_connections(2).await;
+    let first = server.connect("weir").await;
+    let second = server.connect("weir").await;
+    let Err(err) = tokio_postgres::connect(&server.conn_str("weir"), NoTls).await else {
+        panic!("a third connection was accepted");
+    };
+    assert_eq!(err.code().map(|c| c.code()), Some("53300"), "{err}");
+    assert_eq!(
+        err.as_db_error().map(|e| e.message()),
+        Some("sorry, too many clients already")
+    );
+    // The open sessions go on; a closed one frees its place.
+    let one = first
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("first still works");
+    assert_eq!(one.get::<_, i64>(0), 1);
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let third = loop {
+        match tokio_postgres::connect(&server.conn_str("weir"), NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                break client;
+            }
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert_eq!(e.code().map(|c| c.code()), Some("53300"), "{e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("the closed connection's place was not freed: {e}"),
+        }
+    };
+    for client in [&second, &third] {
+        let rows = client.query_one("SELECT 41 + 1", &[]).await.expect("query");
+        assert_eq!(rows.get::<_, i64>(0), 42);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn databases_are_isolated_catalogs() {
     let server = TestServer::start().await;
     let admin = server.connect("weir").await;

@@ -19,18 +19,25 @@ pub struct TestServer {
     addr: SocketAddr,
     task: JoinHandle<()>,
     engine: Arc<Engine>,
+    max_connections: usize,
 }
 
 impl TestServer {
     /// A server with a fresh, empty data directory.
     pub async fn start() -> TestServer {
+        TestServer::start_with_max_connections(weir_server::DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// A server that accepts `max_connections` connections at once.
+    pub async fn start_with_max_connections(max_connections: usize) -> TestServer {
         let data_dir = tempfile::tempdir().expect("create a data directory");
-        let (engine, addr, task) = launch(data_dir.path()).await;
+        let (engine, addr, task) = launch(data_dir.path(), max_connections).await;
         TestServer {
             data_dir,
             addr,
             task,
             engine,
+            max_connections,
         }
     }
 
@@ -39,7 +46,7 @@ impl TestServer {
     pub async fn restart(&mut self) {
         self.task.abort();
         let _ = (&mut self.task).await;
-        let (engine, addr, task) = launch(self.data_dir.path()).await;
+        let (engine, addr, task) = launch(self.data_dir.path(), self.max_connections).await;
         self.engine = engine;
         self.addr = addr;
         self.task = task;
@@ -81,13 +88,17 @@ impl Drop for TestServer {
     }
 }
 
-async fn launch(dir: &Path) -> (Arc<Engine>, SocketAddr, JoinHandle<()>) {
+async fn launch(dir: &Path, max_connections: usize) -> (Arc<Engine>, SocketAddr, JoinHandle<()>) {
     let engine = Engine::open(EngineConfig::new(dir))
         .await
         .unwrap_or_else(|e| panic!("open engine in {}: {e}", dir.display()));
-    let server = Server::bind(engine.clone(), "127.0.0.1:0".parse().expect("address"))
-        .await
-        .expect("bind a loopback port");
+    let server = Server::bind_with(
+        engine.clone(),
+        "127.0.0.1:0".parse().expect("address"),
+        max_connections,
+    )
+    .await
+    .expect("bind a loopback port");
     let addr = server.local_addr().expect("local address");
     let task = tokio::spawn(server.run());
     (engine, addr, task)
