@@ -3,7 +3,8 @@
 //!
 //! - [`message`]: what flows between operators (changes, watermarks, barriers);
 //! - [`operator`]: the operator interface;
-//! - [`operators`]: projection, filter, window assignment, aggregation, union;
+//! - [`operators`]: projection, filter, window assignment, aggregation,
+//!   session aggregation, union, merge;
 //! - [`driver`]: runs one operator as a task (barrier alignment, watermarks);
 //! - [`exchange`]: the hash shuffle in front of a node's parallel subtasks;
 //! - [`graph`]: a job, built node by node and run;
