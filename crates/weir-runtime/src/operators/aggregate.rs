@@ -34,6 +34,31 @@ pub struct AggregateCall {
     pub filter: Option<Arc<dyn PhysicalExpr>>,
 }
 
+/// The arguments of each call over `batch`, and its `FILTER` mask if any.
+pub(crate) type CallInputs = (Vec<Vec<ArrayRef>>, Vec<Option<BooleanArray>>);
+
+pub(crate) fn call_inputs(calls: &[AggregateCall], batch: &RecordBatch) -> Result<CallInputs> {
+    let n = batch.num_rows();
+    let args = calls
+        .iter()
+        .map(|call| {
+            call.function
+                .expressions()
+                .iter()
+                .map(|e| e.evaluate(batch)?.into_array(n))
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let filters = calls
+        .iter()
+        .map(|call| match &call.filter {
+            Some(f) => Ok(Some(f.evaluate(batch)?.into_array(n)?.as_boolean().clone())),
+            None => Ok(None),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((args, filters))
+}
+
 /// How window groups close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowClose {
@@ -293,25 +318,7 @@ impl Operator for Aggregate {
         } else {
             Some(self.converter.convert_columns(&keys)?)
         };
-        let args = self
-            .calls
-            .iter()
-            .map(|call| {
-                call.function
-                    .expressions()
-                    .iter()
-                    .map(|e| e.evaluate(batch)?.into_array(n))
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let filters = self
-            .calls
-            .iter()
-            .map(|call| match &call.filter {
-                Some(f) => Ok(Some(f.evaluate(batch)?.into_array(n)?.as_boolean().clone())),
-                None => Ok(None),
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let (args, filters) = call_inputs(&self.calls, batch)?;
 
         // The rows of each group in this chunk, inserted and deleted.
         let mut slots: HashMap<arrow::row::Row<'_>, usize> = HashMap::new();

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, PrimitiveArray, RecordBatch, UInt32Array};
+use arrow::array::{Array, ArrayRef, PrimitiveArray, RecordBatch, UInt32Array};
 use arrow::compute::take;
 use arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit};
 use arrow::row::{OwnedRow, RowConverter, SortField};
@@ -24,7 +24,7 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::aggregate::{AggregateCall, Changes, global_key};
+use super::aggregate::{AggregateCall, Changes, call_inputs, global_key};
 use super::window::{duration, micros_per_unit, time_unit, timestamp_value, timestamps, to_unit};
 use crate::message::{Chunk, Message, Op, Watermark};
 use crate::operator::{Operator, Result};
@@ -432,25 +432,7 @@ impl Operator for SessionAggregate {
             .filter(|(_, b)| b.is_none())
             .map(|(e, _)| e.evaluate(batch)?.into_array(n))
             .collect::<Result<Vec<_>>>()?;
-        let args = self
-            .calls
-            .iter()
-            .map(|call| {
-                call.function
-                    .expressions()
-                    .iter()
-                    .map(|e| e.evaluate(batch)?.into_array(n))
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let filters = self
-            .calls
-            .iter()
-            .map(|call| match &call.filter {
-                Some(f) => Ok(Some(f.evaluate(batch)?.into_array(n)?.as_boolean().clone())),
-                None => Ok(None),
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let (args, filters) = call_inputs(&self.calls, batch)?;
         let rows = match &self.converter {
             Some(converter) => Some(converter.convert_columns(&keys)?),
             None => None,
@@ -573,7 +555,7 @@ impl Operator for SessionAggregate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Int32Array, TimestampMicrosecondArray};
+    use arrow::array::{AsArray, Int32Array, TimestampMicrosecondArray};
     use arrow::datatypes::{Field, Schema};
 
     const SECOND: i64 = 1_000_000;
