@@ -12,6 +12,7 @@
 //! does), and `ROLLBACK` of a block that wrote says that nothing was undone.
 
 mod column_names;
+mod continuous;
 mod ddl;
 mod dml;
 mod names;
@@ -347,7 +348,10 @@ impl Session {
                         column_names::Aliasing::Internal,
                     );
                     let plan = self.plan_query(&ast::Statement::Query(query)).await?;
-                    let schema = renamed_schema(&plan, &names);
+                    let mut schema = renamed_schema(&plan, &names);
+                    if continuous::reads_stream(&plan) {
+                        schema = continuous::output_schema(&schema, &plan);
+                    }
                     Plan::Query { plan, schema }
                 }
                 ast::Statement::Explain { .. } => {

@@ -27,6 +27,9 @@ impl Session {
         params: &[ScalarValue],
     ) -> Result<Output> {
         let plan = bind(plan, params)?;
+        if super::continuous::reads_stream(&plan) {
+            return self.execute_continuous(&plan, schema).await;
+        }
         let frame = self.ctx.execute_logical_plan(plan).await?;
         let batches = frame.execute_stream().await?;
         Ok(Output::Rows(Rows {

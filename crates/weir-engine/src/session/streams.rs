@@ -6,7 +6,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::sql::resolve::resolve_table_references;
 use datafusion::sql::sqlparser::ast;
-use weir_runtime::ViewSink;
+use weir_runtime::{Outputs, ViewSink};
 use weir_sql::{CreateMaterializedView, CreateStream, DropStream, Emit, SqlType, StreamKind};
 use weir_state::ViewData;
 
@@ -213,7 +213,7 @@ impl Session {
         // Sources are subscribed and the view registered between two
         // barriers, so that FLUSH waits for it or not at all.
         let barriers = self.engine.barrier_lock().await;
-        let job = plan.start(sink, *barriers).await?;
+        let job = plan.start(Outputs::View(sink), *barriers).await?;
         view.set_job(job);
         self.db.add(Relation::MaterializedView(view));
         Ok(())

@@ -39,7 +39,7 @@ use weir_runtime::operators::{
     Aggregate, AggregateCall, AssignWindows, Filter, Merge, Project, SessionAggregate,
     SessionBound, Union, WindowClose, WindowKind,
 };
-use weir_runtime::{Chunk, Input, JobGraph, Message, Operator, Outputs, ViewSink};
+use weir_runtime::{Chunk, Input, JobGraph, Message, Operator, Outputs};
 
 use super::window_function::WindowTable;
 use crate::database::Database;
@@ -109,7 +109,7 @@ impl SessionColumns {
 fn session_not_aggregated() -> WeirError {
     WeirError::new(
         sqlstate::FEATURE_NOT_SUPPORTED,
-        "in a materialized view, the rows of a session window must be aggregated \
+        "in a streaming query, the rows of a session window must be aggregated \
          by GROUP BY window_start and window_end before anything else uses the window bounds",
     )
     .with_hint("Write SELECT key, window_start, window_end, count(*) FROM session(rel, ts, gap) GROUP BY key, window_start, window_end.")
@@ -200,7 +200,9 @@ struct Planner<'a> {
 fn unsupported(what: &str) -> WeirError {
     WeirError::new(
         sqlstate::FEATURE_NOT_SUPPORTED,
-        format!("{what} is not supported in a materialized view yet"),
+        format!(
+            "{what} is not supported in a streaming query (a materialized view, or a SELECT that reads a stream) yet"
+        ),
     )
 }
 
@@ -491,7 +493,7 @@ impl Planner<'_> {
                 return Err(WeirError::new(
                     sqlstate::FEATURE_NOT_SUPPORTED,
                     format!(
-                        "a window function over view \"{}\" is not supported in a materialized view yet",
+                        "a window function over view \"{}\" is not supported in a streaming query (a materialized view, or a SELECT that reads a stream) yet",
                         v.def.name
                     ),
                 )
@@ -613,7 +615,7 @@ impl Planner<'_> {
             return Err(WeirError::new(
                 sqlstate::FEATURE_NOT_SUPPORTED,
                 format!(
-                    "in a materialized view, a session window partitioned by ({}) must be grouped by exactly those columns and the window bounds, not by ({})",
+                    "in a streaming query, a session window partitioned by ({}) must be grouped by exactly those columns and the window bounds, not by ({})",
                     expected.join(", "),
                     partition.join(", ")
                 ),
@@ -717,7 +719,7 @@ impl StreamPlan {
     /// the subscriptions are taken, so that a source's writers never wait on
     /// a job that cannot read yet. The caller holds the barrier lock (at
     /// `epoch`), so that no barrier reaches some sources and not others.
-    pub async fn start(self, sink: Arc<ViewSink>, epoch: u64) -> Result<weir_runtime::Job> {
+    pub async fn start(self, sink: Outputs, epoch: u64) -> Result<weir_runtime::Job> {
         let mut graph = JobGraph::default();
         let mut sources = Vec::new();
         for node in self.nodes {
@@ -736,7 +738,7 @@ impl StreamPlan {
                 .collect();
             graph.add_parallel(node.subtasks, node.keys, inputs);
         }
-        let job = graph.spawn(Outputs::View(sink), epoch);
+        let job = graph.spawn(sink, epoch);
         for (relation, sender) in sources {
             subscribe(&relation, sender).await?;
         }

@@ -1,0 +1,163 @@
+//! Continuous queries over the wire: a SELECT that reads a stream sends its
+//! rows as they are produced, ends at its LIMIT, carries `op` when its
+//! results update, and stops on cancel with the session still usable.
+
+mod support;
+
+use std::time::Duration;
+
+use futures::{StreamExt, pin_mut};
+use support::TestServer;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+async fn run(client: &Client, sql: &str) {
+    client
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// The data rows of a simple query, as text.
+fn rows(messages: Vec<SimpleQueryMessage>) -> Vec<Vec<String>> {
+    messages
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).unwrap_or("NULL").to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Waits until a continuous query has subscribed to its stream: rows inserted
+/// before would not reach it.
+async fn until_subscribed(reader: &tokio::task::JoinHandle<impl Sized>) {
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(!reader.is_finished(), "the continuous query ended early");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_select_on_a_stream_ends_at_its_limit_with_the_batch_result() {
+    let server = TestServer::start().await;
+    let writer = server.connect("weir").await;
+    run(
+        &writer,
+        "CREATE STREAM s (k int, v int); CREATE TABLE t (k int, v int)",
+    )
+    .await;
+    let reader = server.connect("weir").await;
+    let query = tokio::spawn(async move {
+        reader
+            .simple_query("SELECT k, v * 10 AS v10 FROM s WHERE v > 0 LIMIT 3")
+            .await
+    });
+    until_subscribed(&query).await;
+    for (k, v) in [(1, -1), (2, 5), (3, 6), (4, 0), (5, 7), (6, 8)] {
+        run(
+            &writer,
+            &format!("INSERT INTO s VALUES ({k}, {v}); INSERT INTO t VALUES ({k}, {v})"),
+        )
+        .await;
+    }
+    let streamed = tokio::time::timeout(Duration::from_secs(30), query)
+        .await
+        .expect("the LIMIT ends the query")
+        .expect("join")
+        .expect("query");
+    // The same rows as the batch query over a table holding the same rows,
+    // in arrival order (k grows with it).
+    let expected = rows(
+        writer
+            .simple_query("SELECT k, v * 10 AS v10 FROM t WHERE v > 0 ORDER BY k LIMIT 3")
+            .await
+            .expect("batch query"),
+    );
+    assert_eq!(rows(streamed), expected);
+    assert_eq!(expected.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_arrive_while_the_query_runs_and_cancel_stops_it() {
+    let server = TestServer::start().await;
+    let writer = server.connect("weir").await;
+    run(&writer, "CREATE STREAM s (k int, v int)").await;
+    let reader = server.connect("weir").await;
+    let cancel = reader.cancel_token();
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    let query = tokio::spawn(async move {
+        let stream = reader
+            .query_raw("SELECT k, v FROM s", std::iter::empty::<i32>())
+            .await
+            .expect("start the query");
+        pin_mut!(stream);
+        let first = stream.next().await.expect("a row").expect("no error");
+        let _ = first_tx.send((first.get::<_, i32>(0), first.get::<_, i32>(1)));
+        // The query goes on until cancelled.
+        let end = loop {
+            match stream.next().await {
+                Some(Ok(_)) => continue,
+                other => break other,
+            }
+        };
+        let code = match end {
+            Some(Err(e)) => e.code().map(|c| c.code().to_string()),
+            _ => None,
+        };
+        let after = reader
+            .query_one("SELECT 1 + 1", &[])
+            .await
+            .expect("session usable");
+        (code, after.get::<_, i64>(0))
+    });
+    until_subscribed(&query).await;
+    run(&writer, "INSERT INTO s VALUES (7, 70)").await;
+    // The first row comes while the query is still running.
+    let first = tokio::time::timeout(Duration::from_secs(10), first_rx)
+        .await
+        .expect("the first row arrives before the query ends")
+        .expect("first row");
+    assert_eq!(first, (7, 70));
+    assert!(!query.is_finished());
+    cancel.cancel_query(NoTls).await.expect("send the cancel");
+    let (code, after) = tokio::time::timeout(Duration::from_secs(5), query)
+        .await
+        .expect("the cancel stops the query")
+        .expect("join");
+    assert_eq!(code.as_deref(), Some("57014"));
+    assert_eq!(after, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updating_results_carry_op() {
+    let server = TestServer::start().await;
+    let writer = server.connect("weir").await;
+    run(&writer, "CREATE STREAM s (k int, v int)").await;
+    let reader = server.connect("weir").await;
+    let query = tokio::spawn(async move {
+        reader
+            .simple_query("SELECT k, count(*) AS n, sum(v) AS total FROM s GROUP BY k LIMIT 4")
+            .await
+    });
+    until_subscribed(&query).await;
+    run(&writer, "INSERT INTO s VALUES (1, 10)").await;
+    run(&writer, "INSERT INTO s VALUES (1, 5)").await;
+    run(&writer, "INSERT INTO s VALUES (2, 1)").await;
+    let streamed = tokio::time::timeout(Duration::from_secs(30), query)
+        .await
+        .expect("the LIMIT ends the query")
+        .expect("join")
+        .expect("query");
+    let expected: Vec<Vec<String>> = [
+        ["1", "1", "10", "insert"],
+        ["1", "1", "10", "delete"],
+        ["1", "2", "15", "insert"],
+        ["2", "1", "1", "insert"],
+    ]
+    .iter()
+    .map(|r| r.iter().map(|s| s.to_string()).collect())
+    .collect();
+    assert_eq!(rows(streamed), expected);
+}
