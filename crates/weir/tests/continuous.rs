@@ -161,3 +161,44 @@ async fn updating_results_carry_op() {
     .collect();
     assert_eq!(rows(streamed), expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_over_a_stream_fetches_rows_as_they_come() {
+    let server = TestServer::start().await;
+    let writer = server.connect("weir").await;
+    run(&writer, "CREATE STREAM s (k int, v int)").await;
+    let reader = server.connect("weir").await;
+    // Outside a transaction block, too (Postgres would refuse it).
+    run(
+        &reader,
+        "DECLARE c NO SCROLL CURSOR FOR SELECT k, v + 1 AS w FROM s",
+    )
+    .await;
+    let fetch = tokio::spawn(async move {
+        let first = reader.simple_query("FETCH 2 FROM c").await;
+        let second = reader.simple_query("FETCH FORWARD 1 FROM c").await;
+        reader.batch_execute("CLOSE c").await.expect("close");
+        (first, second)
+    });
+    until_subscribed(&fetch).await;
+    run(&writer, "INSERT INTO s VALUES (1, 10)").await;
+    // FETCH 2 waits for its second row.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!fetch.is_finished(), "FETCH 2 returned with one row");
+    run(&writer, "INSERT INTO s VALUES (2, 20), (3, 30)").await;
+    let (first, second) = tokio::time::timeout(Duration::from_secs(30), fetch)
+        .await
+        .expect("the fetches return")
+        .expect("join");
+    assert_eq!(
+        rows(first.expect("first fetch")),
+        vec![
+            vec!["1".to_string(), "11".to_string()],
+            vec!["2".to_string(), "21".to_string()]
+        ]
+    );
+    assert_eq!(
+        rows(second.expect("second fetch")),
+        vec![vec!["3".to_string(), "31".to_string()]]
+    );
+}

@@ -135,3 +135,87 @@ async fn psql_shows_errors_and_databases() {
         "{unknown_db}"
     );
 }
+
+/// With `\set FETCH_COUNT`, psql reads a continuous query through a cursor
+/// and prints its rows as they come, before the query ends (it never does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_prints_continuous_rows_as_they_come() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+
+    let server = TestServer::start().await;
+    let writer = server.connect("weir").await;
+    writer
+        .batch_execute("CREATE STREAM s (k int, v text)")
+        .await
+        .expect("create the stream");
+    let mut child = Command::new(require_program("psql"))
+        .args(["-X", "-h", "127.0.0.1", "-p"])
+        .arg(server.addr().port().to_string())
+        .args(["-U", "weir", "-d", "weir"])
+        .env_remove("PGPASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start psql");
+    let mut stdin = child.stdin.take().expect("psql's stdin");
+    writeln!(stdin, "\\set FETCH_COUNT 2").expect("write");
+    writeln!(stdin, "SELECT k, v FROM s WHERE k > 0;").expect("write");
+    stdin.flush().expect("flush");
+    // psql's lines, read as it prints them.
+    let stdout = child.stdout.take().expect("psql's stdout");
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Rows go only to a query already reading the stream: insert until
+    // psql has printed the first two.
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut k = 1;
+    while seen.len() < 2 && tokio::time::Instant::now() < deadline {
+        writer
+            .batch_execute(&format!(
+                "INSERT INTO s VALUES ({k}, 'row{k}'), (-1, 'skipped')"
+            ))
+            .await
+            .expect("insert");
+        k += 1;
+        if let Ok(Some(line)) =
+            tokio::time::timeout(std::time::Duration::from_millis(300), lines.recv()).await
+            && line.contains("| row")
+        {
+            seen.push(line);
+        }
+        while let Ok(line) = lines.try_recv() {
+            if line.contains("| row") {
+                seen.push(line);
+            }
+        }
+    }
+    // psql is still running the query: it printed rows before any end.
+    assert!(
+        child.try_wait().expect("psql status").is_none(),
+        "psql ended"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.len() >= 2, "psql printed {seen:?}");
+    // Consecutive rows of the stream, each with its own value.
+    let parse = |line: &str| -> (i32, String) {
+        let mut parts = line.split('|').map(str::trim);
+        let k = parts.next().and_then(|k| k.parse().ok()).expect("k");
+        (k, parts.next().expect("v").to_string())
+    };
+    let (first, first_v) = parse(&seen[0]);
+    let (second, second_v) = parse(&seen[1]);
+    assert_eq!(second, first + 1);
+    assert_eq!(first_v, format!("row{first}"));
+    assert_eq!(second_v, format!("row{second}"));
+}

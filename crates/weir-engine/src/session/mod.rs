@@ -13,6 +13,7 @@
 
 mod column_names;
 mod continuous;
+mod cursors;
 mod ddl;
 mod dml;
 mod names;
@@ -20,6 +21,7 @@ mod query;
 mod streams;
 mod utility;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -157,6 +159,8 @@ pub struct Session {
     /// Settings changed with `SET LOCAL`, with their values before the block.
     local_settings: Vec<(String, String)>,
     sessions_of_db: Arc<AtomicUsize>,
+    /// Open cursors, by name.
+    cursors: HashMap<String, cursors::Cursor>,
 }
 
 impl std::fmt::Debug for Session {
@@ -219,6 +223,7 @@ impl Session {
             reported: Vec::new(),
             local_settings: Vec::new(),
             sessions_of_db,
+            cursors: HashMap::new(),
         })
     }
 
@@ -379,6 +384,11 @@ impl Session {
                         kind: ModifyKind::Delete,
                     }
                 }
+                ast::Statement::Fetch { name, .. } => Plan::Utility(
+                    self.cursors
+                        .get(&ident_name(name))
+                        .map(|c| c.schema().clone()),
+                ),
                 other => Plan::Utility(utility::output_schema(other)),
             },
             Statement::ShowObjects(_) => Plan::Utility(Some(name_column_schema("Name"))),

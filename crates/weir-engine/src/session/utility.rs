@@ -145,6 +145,14 @@ impl Session {
                 self.end_block();
                 Ok(Output::Command(CommandTag::new("ROLLBACK")))
             }
+            S::Declare { stmts } => self.declare_cursor(stmts).await,
+            S::Fetch {
+                name,
+                direction,
+                into,
+                ..
+            } => self.fetch(name, direction, into.is_some()).await,
+            S::Close { cursor } => self.close_cursor(cursor),
             S::Discard { .. } => {
                 let changed = self.write_settings().reset_all();
                 self.settings_changed(changed);
@@ -158,6 +166,7 @@ impl Session {
     }
 
     fn end_block(&mut self) {
+        self.close_block_cursors();
         self.tx = TransactionState::Idle;
         self.writes_in_block = 0;
         // SET LOCAL lasts until the end of the block.
