@@ -59,6 +59,32 @@ pub(crate) fn call_inputs(calls: &[AggregateCall], batch: &RecordBatch) -> Resul
     Ok((args, filters))
 }
 
+/// The arguments of a call at `rows`, keeping those its `FILTER` passes;
+/// `None` when none is left.
+pub(crate) fn call_rows(
+    args: &[ArrayRef],
+    filter: Option<&BooleanArray>,
+    rows: &[u32],
+) -> Result<Option<Vec<ArrayRef>>> {
+    let rows: Vec<u32> = match filter {
+        Some(mask) => rows
+            .iter()
+            .copied()
+            .filter(|&i| mask.is_valid(i as usize) && mask.value(i as usize))
+            .collect(),
+        None => rows.to_vec(),
+    };
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let indices = UInt32Array::from(rows);
+    let values = args
+        .iter()
+        .map(|a| take(a.as_ref(), &indices, None))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(Some(values))
+}
+
 /// How window groups close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowClose {
@@ -367,22 +393,9 @@ impl Operator for Aggregate {
                 .ok_or_else(|| DataFusionError::Internal("group vanished".into()))?;
             for (j, accumulator) in group.accumulators.iter_mut().enumerate() {
                 for (indices, retract) in [(&inserted, false), (&deleted, true)] {
-                    let indices: Vec<u32> = match &filters[j] {
-                        Some(mask) => indices
-                            .iter()
-                            .copied()
-                            .filter(|i| mask.is_valid(*i as usize) && mask.value(*i as usize))
-                            .collect(),
-                        None => indices.clone(),
-                    };
-                    if indices.is_empty() {
+                    let Some(values) = call_rows(&args[j], filters[j].as_ref(), indices)? else {
                         continue;
-                    }
-                    let indices = UInt32Array::from(indices);
-                    let values = args[j]
-                        .iter()
-                        .map(|a| take(a.as_ref(), &indices, None))
-                        .collect::<std::result::Result<Vec<_>, _>>()?;
+                    };
                     if retract {
                         accumulator.retract_batch(&values)?;
                     } else {

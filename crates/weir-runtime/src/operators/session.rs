@@ -24,7 +24,7 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::aggregate::{AggregateCall, Changes, call_inputs, global_key};
+use super::aggregate::{AggregateCall, Changes, call_inputs, call_rows, global_key};
 use super::window::{duration, micros_per_unit, time_unit, timestamp_value, timestamps, to_unit};
 use crate::message::{Chunk, Message, Op, Watermark};
 use crate::operator::{Operator, Result};
@@ -326,23 +326,9 @@ impl SessionAggregate {
             }
         }
         for (j, accumulator) in merged.accumulators.iter_mut().enumerate() {
-            let rows: Vec<u32> = match &filters[j] {
-                Some(mask) => members
-                    .iter()
-                    .copied()
-                    .filter(|&i| mask.is_valid(i as usize) && mask.value(i as usize))
-                    .collect(),
-                None => members.clone(),
-            };
-            if rows.is_empty() {
-                continue;
+            if let Some(values) = call_rows(&args[j], filters[j].as_ref(), &members)? {
+                accumulator.update_batch(&values)?;
             }
-            let indices = UInt32Array::from(rows);
-            let values = args[j]
-                .iter()
-                .map(|a| take(a.as_ref(), &indices, None))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            accumulator.update_batch(&values)?;
         }
         merged.bytes = merged.accumulators.iter().map(|a| a.size()).sum::<usize>();
         self.state_bytes += merged.bytes;
