@@ -172,7 +172,10 @@ pub(crate) fn start(db: &Arc<Database>, stream: &Arc<Stream>) -> Result<()> {
         connector.begin();
         loop {
             let Some(batch) = connector.next_batch() else {
-                tracing::info!("a connector reached its end");
+                if let Some(stream) = weak_stream.upgrade() {
+                    tracing::info!(stream = %stream.def.name, "the source reached its end");
+                    stream.end().await;
+                }
                 return;
             };
             let (Some(stream), Some(db)) = (weak_stream.upgrade(), weak_db.upgrade()) else {

@@ -269,6 +269,9 @@ impl Engine {
                 let Some(status) = status else {
                     break; // dropped meanwhile
                 };
+                if status == JobStatus::Finished {
+                    break; // its inputs ended: it has applied all there is
+                }
                 if let JobStatus::Failed(error) = status {
                     return Err(WeirError::new(
                         sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,

@@ -87,6 +87,13 @@ impl Stream {
         Ok(())
     }
 
+    /// Ends the stream (its bounded connector reached its end): the jobs
+    /// reading it finish once they have passed on its rows.
+    pub async fn end(&self) {
+        let _ingest = self.ingest.lock().await;
+        self.feed.end().await;
+    }
+
     /// Admits rows: late rows are recorded, the others published with the
     /// watermark they advance. Returns the number of rows admitted.
     pub async fn ingest(&self, batch: RecordBatch, late_rows: &LateRows) -> Result<usize> {

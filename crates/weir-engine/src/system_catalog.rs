@@ -100,6 +100,10 @@ fn jobs(db: &Database) -> DfResult<RecordBatch> {
                 statuses.push(Some("running".to_string()));
                 errors.push(None);
             }
+            JobStatus::Finished => {
+                statuses.push(Some("finished".to_string()));
+                errors.push(None);
+            }
             JobStatus::Failed(error) => {
                 statuses.push(Some("failed".to_string()));
                 errors.push(Some(error));

@@ -6,6 +6,9 @@
 //! instead of queueing without bound. Messages reach every subscriber in the
 //! order they were published. A new subscriber first receives its backfill
 //! (the current content) and then every message published after it.
+//!
+//! A changelog that ends (a bounded source reached its end) closes every
+//! subscription: the jobs reading it see their input end and finish.
 
 use std::sync::Arc;
 
@@ -21,14 +24,21 @@ pub const CHANNEL_CAPACITY: usize = 16;
 #[derive(Debug)]
 pub struct Feed {
     schema: SchemaRef,
-    subscribers: Mutex<Vec<mpsc::Sender<Message>>>,
+    subscribers: Mutex<Subscribers>,
+}
+
+#[derive(Debug, Default)]
+struct Subscribers {
+    senders: Vec<mpsc::Sender<Message>>,
+    /// Nothing follows: later subscriptions end after their backfill.
+    ended: bool,
 }
 
 impl Feed {
     pub fn new(schema: SchemaRef) -> Arc<Feed> {
         Arc::new(Feed {
             schema,
-            subscribers: Mutex::new(Vec::new()),
+            subscribers: Mutex::new(Subscribers::default()),
         })
     }
 
@@ -39,7 +49,7 @@ impl Feed {
     /// Sends a message to every subscriber. Subscribers that went away are
     /// forgotten.
     pub async fn publish(&self, message: Message) {
-        let mut subscribers = self.subscribers.lock().await;
+        let subscribers = &mut self.subscribers.lock().await.senders;
         let mut gone = Vec::new();
         for (i, subscriber) in subscribers.iter().enumerate() {
             if subscriber.send(message.clone()).await.is_err() {
@@ -53,7 +63,20 @@ impl Feed {
 
     /// Whether anyone listens (writers may skip building changes otherwise).
     pub async fn has_subscribers(&self) -> bool {
-        !self.subscribers.lock().await.is_empty()
+        !self.subscribers.lock().await.senders.is_empty()
+    }
+
+    /// Ends the changelog: current subscriptions close once they have
+    /// received what was published, later ones right after their backfill.
+    pub async fn end(&self) {
+        let mut subscribers = self.subscribers.lock().await;
+        subscribers.ended = true;
+        subscribers.senders.clear();
+    }
+
+    /// Whether the changelog has ended.
+    pub async fn has_ended(&self) -> bool {
+        self.subscribers.lock().await.ended
     }
 
     /// A new subscription that starts with `backfill`. The caller must hold
@@ -74,11 +97,15 @@ impl Feed {
         // that live messages follow the backfill.
         let mut subscribers = self.subscribers.lock().await;
         if backfill.is_empty() {
-            subscribers.push(sender);
+            if !subscribers.ended {
+                subscribers.senders.push(sender);
+            }
             return;
         }
         let (live, live_receiver) = mpsc::channel(CHANNEL_CAPACITY);
-        subscribers.push(live);
+        if !subscribers.ended {
+            subscribers.senders.push(live);
+        }
         drop(subscribers);
         tokio::spawn(forward(backfill, live_receiver, sender));
     }
@@ -136,6 +163,24 @@ mod tests {
             }
         }
         publisher.await.expect("publisher");
+    }
+
+    #[tokio::test]
+    async fn an_ended_feed_closes_subscriptions_after_their_messages() {
+        let feed = Feed::new(Arc::new(Schema::empty()));
+        let mut before = feed.subscribe(vec![]).await;
+        feed.publish(Message::Barrier(Barrier { epoch: 1 })).await;
+        feed.end().await;
+        assert!(matches!(before.recv().await, Some(Message::Barrier(b)) if b.epoch == 1));
+        assert!(before.recv().await.is_none(), "the subscription ends");
+        let backfill = vec![Message::Barrier(Barrier { epoch: 7 })];
+        let mut after = feed.subscribe(backfill).await;
+        assert!(matches!(after.recv().await, Some(Message::Barrier(b)) if b.epoch == 7));
+        assert!(
+            after.recv().await.is_none(),
+            "a late subscription ends after its backfill"
+        );
+        assert!(feed.has_ended().await);
     }
 
     #[tokio::test]

@@ -8,16 +8,18 @@
 //! A job is built node by node ([`JobGraph`]), each node naming its inputs:
 //! earlier nodes, or subscriptions to changelogs (the job's sources). The last
 //! node's output goes to the job's sink (a materialized view's changelog).
-//! Dropping the [`Job`] stops every task and frees their state.
+//! Dropping the [`Job`] stops every task and frees their state. A job whose
+//! sources all end (bounded sources) finishes once its last node has passed
+//! everything on.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 use futures::FutureExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::driver::{self, InputChannel, NodeMetrics, Outputs};
@@ -99,6 +101,8 @@ impl NodeInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobStatus {
     Running,
+    /// Its inputs ended and it passed everything on.
+    Finished,
     /// An operator failed; the job stopped.
     Failed(String),
 }
@@ -108,7 +112,7 @@ pub enum JobStatus {
 pub struct Job {
     pub nodes: Vec<NodeInfo>,
     tasks: Vec<JoinHandle<()>>,
-    status: Arc<Mutex<JobStatus>>,
+    status: Arc<watch::Sender<JobStatus>>,
 }
 
 impl JobGraph {
@@ -149,7 +153,7 @@ impl JobGraph {
             .iter()
             .map(|p| (0..*p).map(|_| Vec::new()).collect())
             .collect();
-        let status = Arc::new(Mutex::new(JobStatus::Running));
+        let status = Arc::new(watch::Sender::new(JobStatus::Running));
         let mut tasks = Vec::new();
         let mut specs = Vec::with_capacity(count);
         let mut labels = Vec::with_capacity(count);
@@ -218,11 +222,17 @@ impl JobGraph {
                 };
                 let status = status.clone();
                 let name = operator.name();
+                let last = id + 1 == count;
                 tasks.push(tokio::spawn(async move {
                     let run = driver::run(operator, inputs, outputs, metrics, start_epoch);
                     // A panic in an operator fails the job, like an error.
                     let error = match AssertUnwindSafe(run).catch_unwind().await {
-                        Ok(Ok(())) => return,
+                        Ok(Ok(())) => {
+                            if last {
+                                finish(&status);
+                            }
+                            return;
+                        }
                         Ok(Err(e)) => e.to_string(),
                         Err(_) => "the operator panicked".to_string(),
                     };
@@ -240,12 +250,26 @@ impl JobGraph {
 }
 
 /// Marks the job failed (the first failure is the one reported).
-fn fail(status: &Mutex<JobStatus>, name: &str, error: String) {
+fn fail(status: &watch::Sender<JobStatus>, name: &str, error: String) {
     tracing::error!(operator = name, error = %error, "a streaming operator failed");
-    let mut status = status.lock().unwrap_or_else(|p| p.into_inner());
-    if *status == JobStatus::Running {
-        *status = JobStatus::Failed(format!("{name}: {error}"));
-    }
+    status.send_if_modified(|status| {
+        let running = *status == JobStatus::Running;
+        if running {
+            *status = JobStatus::Failed(format!("{name}: {error}"));
+        }
+        running
+    });
+}
+
+/// Marks the job finished, unless it failed.
+fn finish(status: &watch::Sender<JobStatus>) {
+    status.send_if_modified(|status| {
+        let running = *status == JobStatus::Running;
+        if running {
+            *status = JobStatus::Finished;
+        }
+        running
+    });
 }
 
 fn input_labels(inputs: &[Input]) -> Vec<String> {
@@ -260,10 +284,17 @@ fn input_labels(inputs: &[Input]) -> Vec<String> {
 
 impl Job {
     pub fn status(&self) -> JobStatus {
-        self.status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.status.borrow().clone()
+    }
+
+    /// Waits until the job no longer runs, and says why.
+    pub async fn stopped(&self) -> JobStatus {
+        let mut status = self.status.subscribe();
+        match status.wait_for(|s| *s != JobStatus::Running).await {
+            Ok(s) => s.clone(),
+            // The sender lives as long as the job.
+            Err(_) => self.status(),
+        }
     }
 
     /// Total bytes of state of the job's operators.

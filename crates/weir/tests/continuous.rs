@@ -202,3 +202,60 @@ async fn a_cursor_over_a_stream_fetches_rows_as_they_come() {
         vec![vec!["3".to_string(), "31".to_string()]]
     );
 }
+
+/// A bounded source ends: a continuous query over it completes by itself
+/// with every row, and a view over it finishes (FLUSH returns, the jobs
+/// table says `finished`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_source_ends_its_queries_and_views() {
+    let server = TestServer::start().await;
+    let client = server.connect("weir").await;
+    run(
+        &client,
+        "CREATE SOURCE bid (auction bigint, price bigint, date_time timestamp) \
+         WITH (connector = 'nexmark', nexmark.table = 'bid', nexmark.max_events = '2000', \
+               nexmark.throughput = '0'); \
+         CREATE SOURCE bid2 (auction bigint, price bigint, date_time timestamp) \
+         WITH (connector = 'nexmark', nexmark.table = 'bid', nexmark.max_events = '2000', \
+               nexmark.throughput = '0')",
+    )
+    .await;
+    let all = tokio::time::timeout(
+        Duration::from_secs(60),
+        client.simple_query("SELECT auction, price FROM bid"),
+    )
+    .await
+    .expect("the query ends with its source")
+    .expect("select");
+    // 46 in every 50 Nexmark events are bids.
+    assert_eq!(rows(all).len(), 1840);
+
+    run(
+        &client,
+        "CREATE MATERIALIZED VIEW totals AS SELECT count(*) AS n, sum(price) AS total FROM bid2",
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let status = client
+            .query_one(
+                "SELECT status FROM weir_catalog.jobs WHERE name = 'totals'",
+                &[],
+            )
+            .await
+            .expect("jobs")
+            .get::<_, String>(0);
+        if status != "running" || std::time::Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, "finished");
+    run(&client, "FLUSH").await;
+    let n: i64 = client
+        .query_one("SELECT n FROM totals", &[])
+        .await
+        .expect("totals")
+        .get(0);
+    assert_eq!(n, 1840);
+}

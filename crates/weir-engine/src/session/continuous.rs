@@ -1,9 +1,10 @@
 //! Continuous queries: a one-off `SELECT` that reads a stream.
 //!
-//! A stream stores no rows, so such a query never ends on its own: it runs as
-//! a streaming job, like a materialized view's, whose output goes to the
+//! A stream stores no rows, so such a query does not end on its own: it runs
+//! as a streaming job, like a materialized view's, whose output goes to the
 //! client as it is produced, batch by batch. `LIMIT n` ends it after `n`
-//! rows; a cancel, a `statement_timeout` or the client going away drops the
+//! rows; it also ends when every stream it reads has ended (a bounded
+//! source reached its end); a cancel, a `statement_timeout` or the client going away drops the
 //! row stream, which stops the job and frees its state.
 //!
 //! Results that only insert (filters, projections) are the rows themselves.
@@ -164,11 +165,12 @@ impl Delivery {
                 return None;
             }
             let Some(message) = self.receiver.recv().await else {
-                // Nothing follows the end.
+                // Nothing follows the end: the job finished (its sources
+                // ended) or failed, and says which right after.
                 self.remaining = Some(0);
-                return match self.job.status() {
+                return match self.job.stopped().await {
                     JobStatus::Failed(error) => Some(Err(DataFusionError::Execution(error))),
-                    JobStatus::Running => None,
+                    JobStatus::Running | JobStatus::Finished => None,
                 };
             };
             let Message::Chunk(chunk) = message else {

@@ -1,0 +1,208 @@
+//! `weir-bench`: Nexmark queries run inside Weir over its `nexmark` source,
+//! each against the same query run by DataFusion in batch over the same
+//! events in memory. See docs/benchmarks.md.
+//!
+//! Every run is a child process (this binary, `measure`), so that each
+//! measurement starts from a fresh process and reports its own peak memory.
+//!
+//! - [`queries`]: the SQL texts of `benches/queries/`;
+//! - [`streaming`], [`batch`]: one run by Weir, by DataFusion;
+//! - [`measurement`]: what a run reports; [`process`]: CPU time and memory;
+//! - [`report`]: the table.
+
+mod batch;
+mod measurement;
+mod process;
+mod queries;
+mod report;
+mod streaming;
+
+use std::process::{Command, ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+
+use measurement::{EngineKind, Measurement};
+use report::Outcome;
+
+#[derive(Parser)]
+#[command(name = "weir-bench", about = "Weir's benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Runs Nexmark queries in Weir and in DataFusion batch; prints a table.
+    Nexmark(NexmarkArgs),
+    /// Runs one query once and prints its measurement as JSON (the harness
+    /// runs this in a child process).
+    #[command(hide = true)]
+    Measure(MeasureArgs),
+}
+
+#[derive(Args)]
+struct NexmarkArgs {
+    /// A query name (q0, q1, ...), several separated by commas, or `all`.
+    #[arg(long, default_value = "all")]
+    query: String,
+    /// Nexmark events to generate (of every kind: 46 in 50 are bids).
+    #[arg(long, default_value_t = 10_000_000)]
+    events: u64,
+    /// Values of `streaming_parallelism` to run each query with (and the
+    /// batch run's partitions), separated by commas.
+    #[arg(long, default_value = "1,2")]
+    parallelism: String,
+}
+
+#[derive(Args)]
+struct MeasureArgs {
+    #[arg(long)]
+    query: String,
+    #[arg(long)]
+    events: u64,
+    #[arg(long)]
+    parallelism: usize,
+    #[arg(long, value_enum)]
+    engine: EngineKind,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Commands::Nexmark(args) => nexmark(args),
+        Commands::Measure(args) => measure(args),
+    }
+}
+
+fn measure(args: MeasureArgs) -> ExitCode {
+    let Some(query) = queries::find(&args.query) else {
+        eprintln!("no query named {}", args.query);
+        return ExitCode::FAILURE;
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("a tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match args.engine {
+            EngineKind::Streaming => {
+                streaming::run(&query, args.events, args.parallelism, false).await
+            }
+            EngineKind::Replay => streaming::run(&query, args.events, args.parallelism, true).await,
+            EngineKind::Batch => batch::run(&query, args.events, args.parallelism).await,
+        }
+    });
+    match result.and_then(|m| serde_json::to_string(&m).map_err(|e| e.to_string())) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("{}", serde_json::json!({ "error": e }));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `measure` in a child process.
+fn measure_in_child(
+    query: &str,
+    events: u64,
+    parallelism: usize,
+    engine: EngineKind,
+) -> Result<Measurement, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("this program's path: {e}"))?;
+    let engine_name = match engine {
+        EngineKind::Streaming => "streaming",
+        EngineKind::Replay => "replay",
+        EngineKind::Batch => "batch",
+    };
+    let output = Command::new(exe)
+        .args(["measure", "--query", query, "--events", &events.to_string()])
+        .args(["--parallelism", &parallelism.to_string()])
+        .args(["--engine", engine_name])
+        .output()
+        .map_err(|e| format!("running a measurement: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let Some(line) = stdout.lines().last() else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(format!(
+            "the measurement printed nothing ({}): {stderr}",
+            output.status
+        ));
+    };
+    if let Ok(measurement) = serde_json::from_str::<Measurement>(line) {
+        return Ok(measurement);
+    }
+    let error = serde_json::from_str::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from));
+    Err(error.unwrap_or_else(|| line.to_string()))
+}
+
+fn nexmark(args: NexmarkArgs) -> ExitCode {
+    let selected = if args.query == "all" {
+        queries::all()
+    } else {
+        let mut selected = Vec::new();
+        for name in args.query.split(',') {
+            match queries::find(name.trim()) {
+                Some(query) => selected.push(query),
+                None => {
+                    let names: Vec<_> = queries::all().iter().map(|q| q.name).collect();
+                    eprintln!("no query named {name}; the queries: {}", names.join(", "));
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        selected
+    };
+    let mut parallelisms = Vec::new();
+    for p in args.parallelism.split(',') {
+        match p.trim().parse::<usize>() {
+            Ok(p) if p > 0 => parallelisms.push(p),
+            _ => {
+                eprintln!("--parallelism takes positive numbers separated by commas, not {p}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    report::header(args.events, &parallelisms);
+    let mut outcomes = Vec::new();
+    for query in &selected {
+        for &parallelism in &parallelisms {
+            eprintln!("running {} at parallelism {parallelism}...", query.name);
+            let streaming =
+                measure_in_child(query.name, args.events, parallelism, EngineKind::Streaming);
+            let outcome = match streaming {
+                Err(error) => Outcome::Unsupported {
+                    query: query.name,
+                    error,
+                },
+                Ok(streaming) => {
+                    let run =
+                        |engine| measure_in_child(query.name, args.events, parallelism, engine);
+                    Outcome::Measured {
+                        streaming,
+                        replay: run(EngineKind::Replay),
+                        batch: run(EngineKind::Batch),
+                    }
+                }
+            };
+            let unsupported = matches!(outcome, Outcome::Unsupported { .. });
+            outcomes.push(outcome);
+            if unsupported {
+                break; // the same answer at every parallelism
+            }
+        }
+    }
+    report::table(&outcomes);
+    report::queries(&selected);
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,48 @@
+//! One run of one query by one engine, as a child process reports it to the
+//! harness (a line of JSON on its standard output).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// Weir, over its `nexmark` source, generation included.
+    Streaming,
+    /// Weir, over the same events as the batch run, generated into memory
+    /// beforehand and written into the streams as fast as they take them.
+    Replay,
+    /// DataFusion in batch, over the same events generated into memory
+    /// beforehand.
+    Batch,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Measurement {
+    pub query: String,
+    pub engine: EngineKind,
+    pub parallelism: usize,
+    /// Nexmark events the generator went through (of every kind).
+    pub events: u64,
+    pub seconds: f64,
+    /// CPU time of the process meanwhile (user and system, every thread).
+    pub cpu_seconds: f64,
+    pub peak_rss_bytes: u64,
+    /// Result rows: for results that update, inserts less deletes (the rows
+    /// of the final result).
+    pub rows: i64,
+}
+
+impl Measurement {
+    pub fn events_per_second(&self) -> f64 {
+        self.events as f64 / self.seconds
+    }
+
+    /// Cores kept busy on average.
+    pub fn cores(&self) -> f64 {
+        self.cpu_seconds / self.seconds
+    }
+
+    pub fn events_per_core_second(&self) -> f64 {
+        self.events as f64 / self.cpu_seconds
+    }
+}
