@@ -11,7 +11,7 @@
 //! `EMIT ON WINDOW CLOSE` their rows are emitted only then, once, as
 //! insertions (the output is append-only).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int8Array, RecordBatch, UInt32Array};
@@ -72,7 +72,16 @@ pub(crate) fn call_rows(
             .copied()
             .filter(|&i| mask.is_valid(i as usize) && mask.value(i as usize))
             .collect(),
-        None => rows.to_vec(),
+        None => {
+            // Consecutive rows (one row, most often) are a slice: no copy.
+            if let Some(&first) = rows.first()
+                && rows.windows(2).all(|w| w[1] == w[0] + 1)
+            {
+                let (offset, length) = (first as usize, rows.len());
+                return Ok(Some(args.iter().map(|a| a.slice(offset, length)).collect()));
+            }
+            rows.to_vec()
+        }
     };
     if rows.is_empty() {
         return Ok(None);
@@ -121,6 +130,9 @@ pub struct Aggregate {
     converter: RowConverter,
     groups: HashMap<OwnedRow, Group>,
     window: Option<WindowClose>,
+    /// With a window: the keys of the groups of each window, so that a
+    /// watermark closes windows without looking at every group.
+    windows: BTreeMap<Ordered, Vec<OwnedRow>>,
     /// The input can delete rows: accumulators must retract.
     retracting: bool,
     started: bool,
@@ -149,6 +161,7 @@ impl Aggregate {
             output_schema,
             groups: HashMap::new(),
             window,
+            windows: BTreeMap::new(),
             retracting,
             started: false,
             state_bytes: 0,
@@ -276,12 +289,21 @@ impl Changes {
         if self.rows.is_empty() {
             return Ok(None);
         }
+        let width = schema.fields().len();
+        let mut values: Vec<Vec<ScalarValue>> = (0..width)
+            .map(|_| Vec::with_capacity(self.rows.len()))
+            .collect();
+        for row in self.rows {
+            for (column, value) in values.iter_mut().zip(row) {
+                column.push(value);
+            }
+        }
         let columns = schema
             .fields()
             .iter()
-            .enumerate()
-            .map(|(i, field)| {
-                let array = ScalarValue::iter_to_array(self.rows.iter().map(|r| r[i].clone()))?;
+            .zip(values)
+            .map(|(field, column)| {
+                let array = ScalarValue::iter_to_array(column)?;
                 if array.data_type() == field.data_type() {
                     Ok(array)
                 } else {
@@ -346,30 +368,50 @@ impl Operator for Aggregate {
         };
         let (args, filters) = call_inputs(&self.calls, batch)?;
 
-        // The rows of each group in this chunk, inserted and deleted.
-        let mut slots: HashMap<arrow::row::Row<'_>, usize> = HashMap::new();
-        let mut touched: Vec<(usize, Vec<u32>, Vec<u32>)> = Vec::new();
-        for (i, op) in chunk.rows() {
+        // The rows of each group in this chunk, inserted and deleted: each
+        // row's slot (its group's, in order of first appearance), then the
+        // row numbers ordered by slot, inserted rows before deleted ones.
+        let mut slots: HashMap<arrow::row::Row<'_>, u32> = HashMap::new();
+        let mut firsts: Vec<usize> = Vec::new();
+        let mut row_slots: Vec<u32> = Vec::with_capacity(n);
+        for i in 0..n {
             let slot = match &rows {
                 Some(rows) => *slots.entry(rows.row(i)).or_insert_with(|| {
-                    touched.push((i, Vec::new(), Vec::new()));
-                    touched.len() - 1
+                    firsts.push(i);
+                    (firsts.len() - 1) as u32
                 }),
                 None => {
-                    if touched.is_empty() {
-                        touched.push((i, Vec::new(), Vec::new()));
+                    if firsts.is_empty() {
+                        firsts.push(i);
                     }
                     0
                 }
             };
-            match op {
-                Op::Insert => touched[slot].1.push(i as u32),
-                Op::Delete => touched[slot].2.push(i as u32),
-            }
+            row_slots.push(slot);
+        }
+        let deleting = chunk.ops.as_ref().map(|ops| ops.values());
+        let is_delete = |i: usize| deleting.is_some_and(|ops| ops[i] == Op::Delete.code());
+        // Per slot: where its inserted rows start, and its deleted rows.
+        let mut starts = vec![0u32; 2 * firsts.len() + 1];
+        for (i, slot) in row_slots.iter().enumerate() {
+            starts[2 * *slot as usize + 1 + usize::from(is_delete(i))] += 1;
+        }
+        for k in 1..starts.len() {
+            starts[k] += starts[k - 1];
+        }
+        let mut ordered = vec![0u32; n];
+        let mut next = starts.clone();
+        for (i, slot) in row_slots.iter().enumerate() {
+            let at = &mut next[2 * *slot as usize + usize::from(is_delete(i))];
+            ordered[*at as usize] = i as u32;
+            *at += 1;
         }
 
-        let mut changed = Vec::with_capacity(touched.len());
-        for (first, inserted, deleted) in touched {
+        let mut changed = Vec::with_capacity(firsts.len());
+        for (slot, first) in firsts.into_iter().enumerate() {
+            let bound = |k: usize| starts[2 * slot + k] as usize;
+            let inserted = &ordered[bound(0)..bound(1)];
+            let deleted = &ordered[bound(1)..bound(2)];
             let key = match &rows {
                 Some(rows) => rows.row(first).owned(),
                 None => self.global_key.clone(),
@@ -385,6 +427,15 @@ impl Operator for Aggregate {
                     emitted: None,
                     bytes: 0,
                 };
+                if let Some(window) = self.window
+                    && let Some(start) = group.key.get(window.key)
+                    && !start.is_null()
+                {
+                    self.windows
+                        .entry(Ordered(start.clone()))
+                        .or_default()
+                        .push(key.clone());
+                }
                 self.groups.insert(key.clone(), group);
             }
             let group = self
@@ -392,7 +443,7 @@ impl Operator for Aggregate {
                 .get_mut(&key)
                 .ok_or_else(|| DataFusionError::Internal("group vanished".into()))?;
             for (j, accumulator) in group.accumulators.iter_mut().enumerate() {
-                for (indices, retract) in [(&inserted, false), (&deleted, true)] {
+                for (indices, retract) in [(inserted, false), (deleted, true)] {
                     let Some(values) = call_rows(&args[j], filters[j].as_ref(), indices)? else {
                         continue;
                     };
@@ -441,17 +492,10 @@ impl Operator for Aggregate {
         {
             // Groups of windows below the watermark get no more rows.
             let mut closed: Vec<(OwnedRow, Group)> = Vec::new();
-            let keys: Vec<OwnedRow> = self
-                .groups
-                .iter()
-                .filter(|(_, g)| {
-                    g.key
-                        .get(window.key)
-                        .is_some_and(|k| !k.is_null() && *k < watermark.value)
-                })
-                .map(|(k, _)| k.clone())
-                .collect();
-            for key in keys {
+            let open = self.windows.split_off(&Ordered(watermark.value.clone()));
+            let below = std::mem::replace(&mut self.windows, open);
+            // A key is listed once per time its group was created.
+            for key in below.into_values().flatten() {
                 if let Some(group) = self.groups.remove(&key) {
                     self.state_bytes = self.state_bytes.saturating_sub(group.bytes);
                     closed.push((key, group));
