@@ -101,28 +101,11 @@ fn idle_timeout(def: &StreamDef) -> Result<Option<Duration>> {
     let Some((_, value)) = def.options.iter().find(|(k, _)| k == IDLE_TIMEOUT) else {
         return Ok(None);
     };
-    let text = value.trim().to_ascii_lowercase();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let bad = || {
+    weir_sql::parse_duration(value).map(Some).ok_or_else(|| {
         option_error(format!(
             "invalid value \"{value}\" for option idle_timeout: expected a duration such as '5 seconds' or '500ms'"
         ))
-    };
-    let number: f64 = number.parse().map_err(|_| bad())?;
-    let seconds = match unit.trim() {
-        "" | "s" | "sec" | "secs" | "second" | "seconds" => number,
-        "ms" | "millisecond" | "milliseconds" => number / 1000.0,
-        "min" | "mins" | "minute" | "minutes" => number * 60.0,
-        "h" | "hour" | "hours" => number * 3600.0,
-        _ => return Err(bad()),
-    };
-    if !(seconds.is_finite() && seconds > 0.0 && seconds < 1e9) {
-        return Err(bad());
-    }
-    Ok(Some(Duration::from_secs_f64(seconds)))
+    })
 }
 
 /// Starts the tasks of a stream: its connector, if it has one, and the

@@ -177,6 +177,9 @@ impl WeirParser<'_> {
             self.parser.next_token();
             return Ok(Statement::Flush);
         }
+        if self.peek_words(0, &["fetch"]) {
+            return self.parse_fetch();
+        }
         Ok(Statement::Standard(Box::new(
             self.parser.parse_statement()?,
         )))
@@ -264,6 +267,31 @@ impl WeirParser<'_> {
             append_only,
             options,
         })
+    }
+
+    /// `FETCH ... [WITH (timeout = 'duration')]`.
+    fn parse_fetch(&mut self) -> Result<Statement, ParserError> {
+        let fetch = self.parser.parse_statement()?;
+        if !self.parser.parse_keyword(Keyword::WITH) {
+            return Ok(Statement::Standard(Box::new(fetch)));
+        }
+        let mut timeout = None;
+        for (key, value) in self.parse_with_options()? {
+            if key != "timeout" {
+                return Err(ParserError::ParserError(format!(
+                    "unknown FETCH option \"{key}\" (the one option is timeout)"
+                )));
+            }
+            timeout = Some(crate::duration::parse_duration(&value).ok_or_else(|| {
+                ParserError::ParserError(format!(
+                    "invalid FETCH timeout \"{value}\": expected a duration such as '1s' or '500ms'"
+                ))
+            })?);
+        }
+        match timeout {
+            Some(timeout) => Ok(Statement::FetchWithTimeout(Box::new(fetch), timeout)),
+            None => Ok(Statement::Standard(Box::new(fetch))),
+        }
     }
 
     /// `(key = value, ...)`, keys dotted (`nexmark.event_rate`), values
@@ -432,6 +460,8 @@ fn syntax_error(sql: &str, err: &ParserError) -> ParseError {
         None => (None, None),
     };
     let message = match found {
+        // Weir's own errors: a sentence, without a token or a place.
+        None if location.is_none() && !body.contains("EOF") => format!("syntax error: {body}"),
         Some("EOF") | None if position.is_none_or(|p| p > sql.chars().count()) => {
             "syntax error at end of input".to_string()
         }
@@ -480,6 +510,35 @@ mod tests {
         assert_eq!(stmts.len(), 3);
         assert!(stmts.iter().all(|s| matches!(s, Statement::Standard(_))));
         assert!(parse_sql("  ;; ").expect("empty").is_empty());
+    }
+
+    #[test]
+    fn fetch_takes_a_timeout() {
+        let stmts = parse_sql(
+            "FETCH 10 FROM c WITH (timeout = '1s'); FETCH FORWARD 2 FROM c; fetch next from c with (TIMEOUT = '250ms')",
+        )
+        .expect("parse");
+        match &stmts[0] {
+            Statement::FetchWithTimeout(fetch, timeout) => {
+                assert!(matches!(fetch.as_ref(), ast::Statement::Fetch { .. }));
+                assert_eq!(*timeout, std::time::Duration::from_secs(1));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(&stmts[1], Statement::Standard(s) if matches!(s.as_ref(), ast::Statement::Fetch { .. }))
+        );
+        assert!(matches!(&stmts[2], Statement::FetchWithTimeout(_, t) if t.as_millis() == 250));
+        let error = parse_sql("FETCH 1 FROM c WITH (wait = '1s')").expect_err("unknown option");
+        assert!(
+            error.to_string().contains("unknown FETCH option \"wait\""),
+            "{error}"
+        );
+        let error = parse_sql("FETCH 1 FROM c WITH (timeout = 'soon')").expect_err("bad timeout");
+        assert!(
+            error.to_string().contains("invalid FETCH timeout \"soon\""),
+            "{error}"
+        );
     }
 
     #[test]

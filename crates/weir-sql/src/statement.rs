@@ -23,6 +23,9 @@ pub enum Statement {
     DropStream(DropStream),
     /// `FLUSH`: waits until every materialized view reflects prior writes.
     Flush,
+    /// `FETCH ... WITH (timeout = '1s')`: a `FETCH` (the statement) that
+    /// returns the rows ready when the timeout passes, if fewer came.
+    FetchWithTimeout(Box<ast::Statement>, std::time::Duration),
 }
 
 /// The kinds of catalog objects `SHOW <kind>` lists.
@@ -157,6 +160,9 @@ impl fmt::Display for Statement {
                 write!(f, "DROP STREAM {}", names.join(", "))
             }
             Statement::Flush => write!(f, "FLUSH"),
+            Statement::FetchWithTimeout(fetch, timeout) => {
+                write!(f, "{fetch} WITH (timeout = '{}ms')", timeout.as_millis())
+            }
         }
     }
 }

@@ -259,3 +259,94 @@ async fn a_bounded_source_ends_its_queries_and_views() {
         .get(0);
     assert_eq!(n, 1840);
 }
+
+/// `FETCH n ... WITH (timeout = ...)` returns the rows that came when the
+/// timeout passes (none, or fewer than n); a bad timeout is a syntax error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_with_a_timeout_returns_the_rows_that_came() {
+    let server = TestServer::start().await;
+    let writer = server.connect("weir").await;
+    run(&writer, "CREATE STREAM s (k int, v int)").await;
+    let reader = server.connect("weir").await;
+    run(&reader, "BEGIN; DECLARE c CURSOR FOR SELECT k, v FROM s").await;
+    // The cursor's job reads the stream from DECLARE on.
+    let started = std::time::Instant::now();
+    let none = reader
+        .simple_query("FETCH 5 FROM c WITH (timeout = '300ms')")
+        .await
+        .expect("fetch");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(rows(none).is_empty());
+    run(&writer, "INSERT INTO s VALUES (1, 10), (2, 20)").await;
+    let started = std::time::Instant::now();
+    let two = reader
+        .simple_query("FETCH 5 FROM c WITH (timeout = '1s')")
+        .await
+        .expect("fetch");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "it waited for more"
+    );
+    assert_eq!(
+        rows(two),
+        vec![
+            vec!["1".to_string(), "10".to_string()],
+            vec!["2".to_string(), "20".to_string()]
+        ]
+    );
+    // Enough rows: no wait for the timeout.
+    run(&writer, "INSERT INTO s VALUES (3, 30)").await;
+    let started = std::time::Instant::now();
+    let one = reader
+        .simple_query("FETCH NEXT FROM c WITH (timeout = '30s')")
+        .await
+        .expect("fetch");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(rows(one), vec![vec!["3".to_string(), "30".to_string()]]);
+    let error = reader
+        .simple_query("FETCH 1 FROM c WITH (timeout = 'soon')")
+        .await
+        .expect_err("a bad timeout");
+    assert_eq!(
+        error.code(),
+        Some(&tokio_postgres::error::SqlState::SYNTAX_ERROR)
+    );
+    run(&reader, "ROLLBACK").await;
+}
+
+/// A plain view over a stream is read continuously too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_select_on_a_view_of_a_stream_is_continuous() {
+    let server = TestServer::start().await;
+    let writer = server.connect("weir").await;
+    run(
+        &writer,
+        "CREATE STREAM s (k int, v int); \
+         CREATE VIEW positive AS SELECT k, v * 2 AS v2 FROM s WHERE v > 0",
+    )
+    .await;
+    let reader = server.connect("weir").await;
+    let query = tokio::spawn(async move {
+        reader
+            .simple_query("SELECT k, v2 FROM positive LIMIT 2")
+            .await
+    });
+    until_subscribed(&query).await;
+    run(
+        &writer,
+        "INSERT INTO s VALUES (1, -5), (2, 5), (3, 0), (4, 7)",
+    )
+    .await;
+    let result = tokio::time::timeout(Duration::from_secs(30), query)
+        .await
+        .expect("the query ends at its LIMIT")
+        .expect("join")
+        .expect("select");
+    assert_eq!(
+        rows(result),
+        vec![
+            vec!["2".to_string(), "10".to_string()],
+            vec!["4".to_string(), "14".to_string()]
+        ]
+    );
+}

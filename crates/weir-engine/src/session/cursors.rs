@@ -1,15 +1,18 @@
 //! Cursors: `DECLARE c [NO SCROLL] CURSOR [WITH HOLD] FOR query`,
-//! `FETCH [FORWARD] n | NEXT | ALL FROM c`, `CLOSE c | ALL`.
+//! `FETCH [FORWARD] n | NEXT | ALL FROM c [WITH (timeout = '1s')]`,
+//! `CLOSE c | ALL`.
 //!
 //! A cursor holds its query's row stream and hands out rows as they are
 //! fetched; over a continuous query (one that reads a stream), `FETCH n`
-//! waits until `n` rows have come. This is how psql prints a query's rows
+//! waits until `n` rows have come, or, with a timeout, until it passes (then
+//! it returns the rows that came, maybe none). This is how psql prints a query's rows
 //! batch by batch with `\set FETCH_COUNT n`. Cursors only move forward. As in
 //! Postgres, a cursor declared in a transaction block closes at its end
 //! unless `WITH HOLD`; one declared outside a block (which Postgres refuses)
 //! lasts until `CLOSE` or the end of the session.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -17,6 +20,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::sql::sqlparser::ast::{self, CloseCursor, DeclareType, FetchDirection, Value};
 use futures::StreamExt;
+use tokio::time::Instant;
 use weir_sql::Statement;
 
 use super::{Plan, Session, TransactionState};
@@ -40,23 +44,36 @@ impl Cursor {
         &self.schema
     }
 
-    /// Up to `count` more rows (all that remain for `None`), in batches.
-    async fn fetch(&mut self, count: Option<usize>) -> Result<Vec<RecordBatch>> {
+    /// Up to `count` more rows (all that remain for `None`), in batches;
+    /// past `deadline`, the rows that came until then.
+    async fn fetch(
+        &mut self,
+        count: Option<usize>,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::new();
         let mut wanted = count.unwrap_or(usize::MAX);
         while wanted > 0 {
             let batch = match self.pending.take() {
                 Some(batch) => batch,
-                None => match self
-                    .batches
-                    .get_mut()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .next()
-                    .await
-                {
-                    Some(batch) => batch?,
-                    None => break,
-                },
+                None => {
+                    let batches = self.batches.get_mut().unwrap_or_else(|p| p.into_inner());
+                    // Waiting is cancel-safe: a batch not yet produced stays
+                    // in the stream for the next FETCH.
+                    let next = match deadline {
+                        Some(deadline) => {
+                            match tokio::time::timeout_at(deadline, batches.next()).await {
+                                Ok(next) => next,
+                                Err(_) => break,
+                            }
+                        }
+                        None => batches.next().await,
+                    };
+                    match next {
+                        Some(batch) => batch?,
+                        None => break,
+                    }
+                }
             };
             if batch.num_rows() > wanted {
                 out.push(batch.slice(0, wanted));
@@ -129,6 +146,7 @@ impl Session {
         name: &ast::Ident,
         direction: &FetchDirection,
         into: bool,
+        timeout: Option<Duration>,
     ) -> Result<Output> {
         if into {
             return Err(WeirError::not_supported("FETCH ... INTO"));
@@ -153,7 +171,8 @@ impl Session {
             .cursors
             .get_mut(&name)
             .ok_or_else(|| no_such_cursor(&name))?;
-        let batches = cursor.fetch(count).await?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let batches = cursor.fetch(count, deadline).await?;
         let schema = cursor.schema.clone();
         let stream = MemoryStream::try_new(batches, schema.clone(), None)?;
         Ok(Output::Rows(Rows {

@@ -399,6 +399,13 @@ impl Session {
             | Statement::CreateMaterializedView(_)
             | Statement::DropStream(_)
             | Statement::Flush => Plan::Utility(None),
+            Statement::FetchWithTimeout(fetch, _) => Plan::Utility(match fetch.as_ref() {
+                ast::Statement::Fetch { name, .. } => self
+                    .cursors
+                    .get(&ident_name(name))
+                    .map(|c| c.schema().clone()),
+                _ => None,
+            }),
         };
         let prepared = Prepared {
             statement,
@@ -520,9 +527,10 @@ fn writes(statement: &Statement) -> bool {
         Statement::CreateStream(_)
         | Statement::CreateMaterializedView(_)
         | Statement::DropStream(_) => true,
-        Statement::ShowObjects(_) | Statement::ExplainMaterializedView(_) | Statement::Flush => {
-            false
-        }
+        Statement::ShowObjects(_)
+        | Statement::ExplainMaterializedView(_)
+        | Statement::Flush
+        | Statement::FetchWithTimeout(..) => false,
     }
 }
 

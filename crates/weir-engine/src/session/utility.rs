@@ -60,6 +60,20 @@ impl Session {
             }
             Statement::DropStream(drop) => return self.drop_stream(drop).await,
             Statement::Flush => return self.flush().await,
+            Statement::FetchWithTimeout(fetch, timeout) => {
+                let ast::Statement::Fetch {
+                    name,
+                    direction,
+                    into,
+                    ..
+                } = fetch.as_ref()
+                else {
+                    return Err(WeirError::internal("FETCH ... WITH without a FETCH"));
+                };
+                return self
+                    .fetch(name, direction, into.is_some(), Some(*timeout))
+                    .await;
+            }
             Statement::Standard(s) => s.as_ref(),
         };
         use ast::Statement as S;
@@ -151,7 +165,7 @@ impl Session {
                 direction,
                 into,
                 ..
-            } => self.fetch(name, direction, into.is_some()).await,
+            } => self.fetch(name, direction, into.is_some(), None).await,
             S::Close { cursor } => self.close_cursor(cursor),
             S::Discard { .. } => {
                 let changed = self.write_settings().reset_all();
