@@ -2,7 +2,6 @@
 //! generated into memory before the clock starts.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::datasource::MemTable;
@@ -10,8 +9,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use weir_connectors::nexmark::{NexmarkConfig, NexmarkGenerator, NexmarkTable};
 
-use crate::measurement::{EngineKind, Measurement};
-use crate::process;
+use crate::measurement::{Clock, EngineKind, Measurement};
 use crate::queries::Query;
 
 /// Events per generated batch: the `nexmark` source's batch size.
@@ -63,24 +61,12 @@ pub async fn run(query: &Query, events: u64, parallelism: usize) -> Result<Measu
         ctx.register_table(table.as_str(), Arc::new(table_data))
             .map_err(|e| e.to_string())?;
     }
-    process::reset_peak_rss();
-    let cpu = process::cpu_seconds();
-    let started = Instant::now();
+    let clock = Clock::start();
     let frame = ctx.sql(sql).await.map_err(|e| e.to_string())?;
     let mut stream = frame.execute_stream().await.map_err(|e| e.to_string())?;
     let mut rows = 0i64;
     while let Some(batch) = stream.next().await {
         rows += batch.map_err(|e| e.to_string())?.num_rows() as i64;
     }
-    let seconds = started.elapsed().as_secs_f64();
-    Ok(Measurement {
-        query: query.name.to_string(),
-        engine: EngineKind::Batch,
-        parallelism,
-        events,
-        seconds,
-        cpu_seconds: process::cpu_seconds() - cpu,
-        peak_rss_bytes: process::peak_rss_bytes(),
-        rows,
-    })
+    Ok(clock.stop(query.name, EngineKind::Batch, parallelism, events, rows))
 }

@@ -1,7 +1,11 @@
 //! One run of one query by one engine, as a child process reports it to the
 //! harness (a line of JSON on its standard output).
 
+use std::time::Instant;
+
 use serde::{Deserialize, Serialize};
+
+use crate::process;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -44,5 +48,42 @@ impl Measurement {
 
     pub fn events_per_core_second(&self) -> f64 {
         self.events as f64 / self.cpu_seconds
+    }
+}
+
+/// Times a run: wall-clock and CPU time, and peak memory, from its start.
+pub struct Clock {
+    started: Instant,
+    cpu: f64,
+}
+
+impl Clock {
+    pub fn start() -> Clock {
+        process::reset_peak_rss();
+        Clock {
+            cpu: process::cpu_seconds(),
+            started: Instant::now(),
+        }
+    }
+
+    /// The run's measurement, now that it produced `rows`.
+    pub fn stop(
+        &self,
+        query: &str,
+        engine: EngineKind,
+        parallelism: usize,
+        events: u64,
+        rows: i64,
+    ) -> Measurement {
+        Measurement {
+            query: query.to_string(),
+            engine,
+            parallelism,
+            events,
+            seconds: self.started.elapsed().as_secs_f64(),
+            cpu_seconds: process::cpu_seconds() - self.cpu,
+            peak_rss_bytes: process::peak_rss_bytes(),
+            rows,
+        }
     }
 }

@@ -8,14 +8,11 @@
 //! events, generated into memory beforehand, are written (the same input as
 //! the batch run).
 
-use std::time::Instant;
-
 use futures::StreamExt;
 use weir_engine::relation::Relation;
 use weir_engine::{Engine, EngineConfig, Output, Session};
 
-use crate::measurement::{EngineKind, Measurement};
-use crate::process;
+use crate::measurement::{Clock, EngineKind, Measurement};
 use crate::queries::Query;
 
 /// The columns of each Nexmark table, as the sources declare them.
@@ -95,9 +92,7 @@ pub async fn run(
         execute(&mut session, &create_source(table, events, replay)).await?;
     }
     let db = engine.database("weir").ok_or("no database weir")?;
-    process::reset_peak_rss();
-    let cpu = process::cpu_seconds();
-    let started = Instant::now();
+    let clock = Clock::start();
     let Output::Rows(mut output) = execute(&mut session, &query.streaming).await? else {
         return Err("the query returned no rows".into());
     };
@@ -126,22 +121,14 @@ pub async fn run(
             Some(column) => net_rows(batch.column(column))?,
         };
     }
-    let seconds = started.elapsed().as_secs_f64();
+    let engine = if replay {
+        EngineKind::Replay
+    } else {
+        EngineKind::Streaming
+    };
+    let measurement = clock.stop(query.name, engine, parallelism, events, rows);
     writer.await.map_err(|e| format!("the writer: {e}"))??;
-    Ok(Measurement {
-        query: query.name.to_string(),
-        engine: if replay {
-            EngineKind::Replay
-        } else {
-            EngineKind::Streaming
-        },
-        parallelism,
-        events,
-        seconds,
-        cpu_seconds: process::cpu_seconds() - cpu,
-        peak_rss_bytes: process::peak_rss_bytes(),
-        rows,
-    })
+    Ok(measurement)
 }
 
 /// Inserts less deletes, from an `op` column.
