@@ -10,6 +10,7 @@
 
 use futures::StreamExt;
 use weir_engine::relation::Relation;
+use weir_engine::stream::Origin;
 use weir_engine::{Engine, EngineConfig, Output, Session};
 
 use crate::measurement::{Clock, EngineKind, Measurement};
@@ -102,9 +103,10 @@ pub async fn run(
             let Some(Relation::Stream(stream)) = db.relation(&table) else {
                 return Err(format!("no stream {table}"));
             };
+            // Written as a source writes (not logged), like the generator.
             for batch in batches {
                 stream
-                    .ingest(batch, db.late_rows())
+                    .ingest(batch, db.late_rows(), Origin::Connector)
                     .await
                     .map_err(describe)?;
             }

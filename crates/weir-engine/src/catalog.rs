@@ -46,6 +46,15 @@ pub enum ObjectDef {
 }
 
 impl ObjectDef {
+    pub fn oid(&self) -> u32 {
+        match self {
+            ObjectDef::Table(t) => t.oid,
+            ObjectDef::View(v) => v.oid,
+            ObjectDef::Stream(s) => s.oid,
+            ObjectDef::MaterializedView(m) => m.oid,
+        }
+    }
+
     pub fn name(&self) -> &str {
         match self {
             ObjectDef::Table(t) => &t.name,
@@ -121,6 +130,15 @@ pub struct StreamDef {
     pub options: Vec<(String, String)>,
 }
 
+impl StreamDef {
+    /// Whether a connector feeds the stream.
+    pub fn has_connector(&self) -> bool {
+        self.options
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("connector"))
+    }
+}
+
 /// A materialized view: a query kept up to date as its inputs change.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MaterializedViewDef {
@@ -135,6 +153,10 @@ pub struct MaterializedViewDef {
     /// created); views saved before parallelism existed ran one.
     #[serde(default = "one")]
     pub parallelism: usize,
+    /// The write-ahead log position when the view started reading its
+    /// inputs: at restart it starts again there (see `write_log`).
+    #[serde(default)]
+    pub log_position: u64,
 }
 
 fn one() -> usize {

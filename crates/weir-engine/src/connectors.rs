@@ -24,7 +24,7 @@ use weir_connectors::nexmark::{NexmarkConfig, NexmarkGenerator, NexmarkTable};
 use crate::catalog::StreamDef;
 use crate::database::Database;
 use crate::error::{Result, WeirError, sqlstate};
-use crate::stream::Stream;
+use crate::stream::{Origin, Stream};
 
 /// Events a generator produces per batch, at most.
 const MAX_BATCH_EVENTS: u64 = 4096;
@@ -172,7 +172,10 @@ pub(crate) fn start(db: &Arc<Database>, stream: &Arc<Stream>) -> Result<()> {
                         return;
                     }
                 };
-                if let Err(e) = stream.ingest(batch, db.late_rows()).await {
+                if let Err(e) = stream
+                    .ingest(batch, db.late_rows(), Origin::Connector)
+                    .await
+                {
                     tracing::error!(stream = %stream.def.name, error = %e.message, "connector stopped");
                     return;
                 }

@@ -3,16 +3,18 @@
 //!
 //! DDL is serialized by one lock ([`Engine::ddl_lock`]); after each change the
 //! whole catalog is saved (`catalog.json` in the data directory), so that a
-//! restart finds every database, table and view again.
+//! restart finds every database, table and view again. Writes go to the
+//! write-ahead log (`wal/` in the data directory, see [`crate::write_log`]),
+//! replayed at start.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables;
-use weir_state::DurableFile;
+use weir_state::{DurableFile, Record, Wal};
 
 use crate::catalog::{CATALOG_FORMAT_VERSION, CatalogDef, FIRST_USER_OID, ObjectDef};
 use crate::database::Database;
@@ -20,6 +22,7 @@ use crate::error::{Result, WeirError, sqlstate};
 use crate::pg_catalog::PgCatalogSchema;
 use crate::relation::Relation;
 use crate::session::Session;
+use crate::write_log::Replay;
 use weir_runtime::{Barrier, JobStatus, Message};
 
 /// Where and how an engine keeps its data.
@@ -84,6 +87,7 @@ pub struct Engine {
     databases: Arc<Databases>,
     next_oid: AtomicU32,
     catalog_file: DurableFile,
+    wal: Arc<Wal>,
     ddl: tokio::sync::Mutex<()>,
     static_tables: Arc<PgCatalogStaticTables>,
     /// Open sessions per database OID.
@@ -140,6 +144,15 @@ impl Engine {
                 ),
             ));
         }
+        let (wal, records) = Wal::open(&config.data_dir.join("wal")).map_err(|e| {
+            WeirError::new(
+                sqlstate::IO_ERROR,
+                format!(
+                    "cannot open the write-ahead log in {}: {e}",
+                    config.data_dir.display()
+                ),
+            )
+        })?;
         let static_tables = Arc::new(
             PgCatalogStaticTables::try_new()
                 .map_err(|e| WeirError::internal(format!("loading pg_catalog tables: {e}")))?,
@@ -149,16 +162,20 @@ impl Engine {
             config,
             databases: Arc::new(Databases::default()),
             catalog_file,
+            wal,
             ddl: tokio::sync::Mutex::new(()),
             static_tables,
             sessions: RwLock::new(BTreeMap::new()),
             barriers: tokio::sync::Mutex::new(0),
         });
+        let replay_started = std::time::Instant::now();
         match catalog {
             Some(catalog) => {
                 for db_def in catalog.databases {
                     let db = engine.register_database(db_def.oid, db_def.name.clone())?;
-                    engine.restore_objects(&db, db_def.objects).await?;
+                    engine
+                        .restore_objects(&db, db_def.objects, &records)
+                        .await?;
                 }
             }
             None => {
@@ -166,6 +183,13 @@ impl Engine {
                 engine.register_database(oid, engine.config.default_database.clone())?;
                 engine.save().await?;
             }
+        }
+        if !records.is_empty() {
+            tracing::info!(
+                changes = records.len(),
+                elapsed_ms = replay_started.elapsed().as_millis() as u64,
+                "replayed the write-ahead log"
+            );
         }
         Ok(engine)
     }
@@ -180,6 +204,17 @@ impl Engine {
 
     pub fn database(&self, name: &str) -> Option<Arc<Database>> {
         self.databases.get(name)
+    }
+
+    /// Stops taking writes: what is logged is synced and the data directory
+    /// is released (another engine may open it). Writes after this fail.
+    pub fn close(&self) {
+        self.wal.close();
+    }
+
+    /// The write-ahead log of every database's writes.
+    pub(crate) fn wal(&self) -> &Arc<Wal> {
+        &self.wal
     }
 
     pub(crate) fn static_tables(&self) -> &PgCatalogStaticTables {
@@ -401,12 +436,16 @@ impl Engine {
     }
 
     /// Rebuilds the objects of a database from their definitions, in creation
-    /// order.
+    /// order, replaying the logged writes to its tables and streams (each
+    /// materialized view starting where it was created in the log).
     async fn restore_objects(
         self: &Arc<Self>,
         db: &Arc<Database>,
         objects: Vec<ObjectDef>,
+        records: &[Record],
     ) -> Result<()> {
+        let oids: HashSet<u32> = objects.iter().map(ObjectDef::oid).collect();
+        let mut replay = Replay::new(records, &oids);
         let mut session = Session::new(
             self.clone(),
             db.clone(),
@@ -415,6 +454,9 @@ impl Engine {
             Arc::new(AtomicUsize::new(0)),
         )?;
         for object in objects {
+            if let ObjectDef::MaterializedView(view) = &object {
+                replay.until(db, view.log_position).await?;
+            }
             let name = object.name().to_string();
             session.restore(object).await.map_err(|e| {
                 WeirError::new(
@@ -426,7 +468,7 @@ impl Engine {
                 )
             })?;
         }
-        Ok(())
+        replay.until(db, u64::MAX).await
     }
 
     fn session_counter(&self, db_oid: u32) -> Arc<AtomicUsize> {

@@ -17,6 +17,7 @@
 //! - [`streaming`]: from a query to a streaming job, and the window functions;
 //! - [`connectors`]: the connectors that feed streams;
 //! - [`late_rows`], [`system_catalog`]: the `weir_catalog` system tables;
+//! - [`write_log`]: the write-ahead log of users' writes, and its replay;
 //! - [`error`]: errors with their SQLSTATE.
 
 pub mod casts;
@@ -37,6 +38,7 @@ pub mod stream;
 pub mod streaming;
 pub mod system_catalog;
 pub mod text_format;
+pub mod write_log;
 
 pub use engine::{Engine, EngineConfig};
 pub use error::{Result, SqlState, WeirError, sqlstate};

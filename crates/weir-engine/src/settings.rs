@@ -44,6 +44,9 @@ enum Kind {
     ByteaOutput,
     /// A duration such as `5s` or `1000` (milliseconds).
     Duration,
+    /// `on`, `off`, or Postgres' replication levels (`local`,
+    /// `remote_write`, `remote_apply`), which mean `on` for one server.
+    SynchronousCommit,
     /// Cannot be changed.
     ReadOnly,
 }
@@ -250,6 +253,13 @@ const DEFINITIONS: &[Definition] = &[
         "Sets the number of parallel subtasks of each keyed operator of new materialized views (default: the number of cores).",
     ),
     def(
+        "synchronous_commit",
+        "on",
+        Kind::SynchronousCommit,
+        false,
+        "Sets the current transaction's synchronization level.",
+    ),
+    def(
         "TimeZone",
         "UTC",
         Kind::TimeZone,
@@ -454,6 +464,13 @@ impl Settings {
             .unwrap_or(1)
     }
 
+    /// `synchronous_commit`: writes wait until the log holds them on disk.
+    pub fn synchronous_commit(&self) -> bool {
+        self.values
+            .get("synchronous_commit")
+            .is_none_or(|v| v != "off")
+    }
+
     /// `implicit_flush`: writes wait for the materialized views.
     pub fn implicit_flush(&self) -> bool {
         self.values.get("implicit_flush").is_some_and(|v| v == "on")
@@ -590,6 +607,12 @@ fn normalise(d: &Definition, value: &str) -> Result<String> {
                 ))
             }
         }
+        Kind::SynchronousCommit => match trimmed.to_ascii_lowercase().as_str() {
+            level @ ("local" | "remote_write" | "remote_apply") => Ok(level.into()),
+            "on" | "true" | "yes" | "1" => Ok("on".into()),
+            "off" | "false" | "no" | "0" => Ok("off".into()),
+            _ => Err(invalid(d.name, value)),
+        },
         Kind::ByteaOutput => match trimmed.to_ascii_lowercase().as_str() {
             "hex" => Ok("hex".into()),
             "escape" => Ok("escape".into()),

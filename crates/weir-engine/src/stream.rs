@@ -1,5 +1,7 @@
 //! A stream: rows that flow through to the materialized views reading it and
-//! are not stored. It is fed by `INSERT` or by a connector.
+//! are not stored. It is fed by `INSERT` or by a connector; what `INSERT`
+//! writes is logged (see [`crate::write_log`]), what a connector produces is
+//! not.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -14,11 +16,22 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use tokio::task::JoinHandle;
 use weir_runtime::{Chunk, Feed, Message};
+use weir_state::{Change, Commit, Wal};
 
 use crate::catalog::StreamDef;
 use crate::error::Result;
 use crate::event_time::EventTime;
 use crate::late_rows::LateRows;
+use crate::write_log;
+
+/// Where ingested rows come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A user's `INSERT`: logged.
+    Insert,
+    /// The stream's connector: not logged (it starts again on restart).
+    Connector,
+}
 
 /// A stream.
 #[derive(Debug)]
@@ -36,10 +49,17 @@ pub struct Stream {
     last_rows: Mutex<Instant>,
     /// The connector and idleness tasks, stopped when the stream is dropped.
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The log of what users write.
+    wal: Arc<Wal>,
 }
 
 impl Stream {
-    pub fn new(def: StreamDef, schema: SchemaRef, event_time: Option<EventTime>) -> Self {
+    pub fn new(
+        def: StreamDef,
+        schema: SchemaRef,
+        event_time: Option<EventTime>,
+        wal: Arc<Wal>,
+    ) -> Self {
         Stream {
             def,
             feed: Feed::new(schema.clone()),
@@ -49,6 +69,7 @@ impl Stream {
             rejected: std::sync::atomic::AtomicU64::new(0),
             last_rows: Mutex::new(Instant::now()),
             tasks: Mutex::new(Vec::new()),
+            wal,
         }
     }
 
@@ -74,7 +95,8 @@ impl Stream {
     }
 
     /// Advances the watermark to processing time (the source is idle), and
-    /// publishes it if it moved.
+    /// publishes it if it moved. The move is logged unless a connector feeds
+    /// the stream (it would differ on restart anyway).
     pub async fn follow_processing_time(&self) -> Result<()> {
         let Some(event_time) = &self.event_time else {
             return Ok(());
@@ -82,6 +104,14 @@ impl Stream {
         let _ingest = self.ingest.lock().await;
         let now = chrono::Utc::now().timestamp_micros();
         if let Some(watermark) = event_time.advance_to(now)? {
+            if !self.def.has_connector() {
+                // Nobody waits: it is durable with the next sync.
+                write_log::append(
+                    &self.wal,
+                    self.def.oid,
+                    &[Change::Watermark { micros: now }],
+                )?;
+            }
             self.feed.publish(Message::Watermark(watermark)).await;
         }
         Ok(())
@@ -95,49 +125,55 @@ impl Stream {
     }
 
     /// Admits rows: late rows are recorded, the others published with the
-    /// watermark they advance. Returns the number of rows admitted.
-    pub async fn ingest(&self, batch: RecordBatch, late_rows: &LateRows) -> Result<usize> {
+    /// watermark they advance (and logged, for an `INSERT`). Returns the
+    /// number of rows admitted, and what waits for the log to hold them.
+    pub async fn ingest(
+        &self,
+        batch: RecordBatch,
+        late_rows: &LateRows,
+        origin: Origin,
+    ) -> Result<(usize, Option<Commit>)> {
         let _ingest = self.ingest.lock().await;
         *self.last_rows.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        publish_admitted(
-            &self.def.name,
-            self.event_time.as_ref(),
-            late_rows,
-            &self.feed,
-            batch,
-        )
-        .await
-    }
-}
-
-/// Splits rows by event time (if any), records the late ones, publishes the
-/// others and the watermark they advanced. Returns the rows published.
-pub(crate) async fn publish_admitted(
-    relation: &str,
-    event_time: Option<&EventTime>,
-    late_rows: &LateRows,
-    feed: &Feed,
-    batch: RecordBatch,
-) -> Result<usize> {
-    let (rows, watermark) = match event_time {
-        Some(event_time) => {
-            let admitted = event_time.admit(&batch)?;
-            event_time.commit(&admitted);
-            if let Some((late, marks)) = &admitted.late {
-                late_rows.record(relation, late, marks);
+        let (rows, watermark) = match &self.event_time {
+            Some(event_time) => {
+                let admitted = event_time.admit(&batch)?;
+                event_time.commit(&admitted);
+                if let Some((late, marks)) = &admitted.late {
+                    late_rows.record(&self.def.name, late, marks);
+                }
+                let micros = admitted
+                    .watermark
+                    .as_ref()
+                    .and_then(|_| event_time.current_micros());
+                (admitted.on_time, admitted.watermark.zip(micros))
             }
-            (admitted.on_time, admitted.watermark)
+            None => (batch, None),
+        };
+        let count = rows.num_rows();
+        let commit = match origin {
+            Origin::Connector => None,
+            Origin::Insert => {
+                let mut changes = Vec::new();
+                if count > 0 {
+                    changes.push(Change::rows(rows.clone(), None));
+                }
+                if let Some((_, micros)) = &watermark {
+                    changes.push(Change::Watermark { micros: *micros });
+                }
+                write_log::append(&self.wal, self.def.oid, &changes)?
+            }
+        };
+        if count > 0 {
+            self.feed
+                .publish(Message::Chunk(Chunk::inserts(rows)))
+                .await;
         }
-        None => (batch, None),
-    };
-    let count = rows.num_rows();
-    if count > 0 {
-        feed.publish(Message::Chunk(Chunk::inserts(rows))).await;
+        if let Some((watermark, _)) = watermark {
+            self.feed.publish(Message::Watermark(watermark)).await;
+        }
+        Ok((count, commit))
     }
-    if let Some(watermark) = watermark {
-        feed.publish(Message::Watermark(watermark)).await;
-    }
-    Ok(count)
 }
 
 impl Drop for Stream {

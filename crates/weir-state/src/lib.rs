@@ -4,12 +4,16 @@
 //! - [`view`]: the rows of a materialized view, a multiset kept up to date by
 //!   a changelog;
 //! - [`durable_file`]: a small document (the catalog) kept atomically in object
-//!   storage.
+//!   storage;
+//! - [`wal`]: the write-ahead log of the changes users write, synced before
+//!   they are acknowledged.
 
 pub mod durable_file;
 pub mod table;
 pub mod view;
+pub mod wal;
 
 pub use durable_file::DurableFile;
 pub use table::{TableData, TableWriter, WriteError};
 pub use view::ViewData;
+pub use wal::{Change, Commit, Record, Wal, WalError};

@@ -10,12 +10,12 @@
 //! one statement at a time writes a table, so that a read-modify-write such as
 //! `UPDATE` sees no concurrent change, and a write cannot happen without it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use arrow::array::{Array, ArrayRef, RecordBatch};
-use arrow::compute::concat_batches;
+use arrow::array::{Array, ArrayRef, BooleanArray, Int8Array, RecordBatch};
+use arrow::compute::{concat_batches, filter_record_batch, not};
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::row::{OwnedRow, RowConverter, SortField};
@@ -236,6 +236,50 @@ impl TableWriter<'_> {
         Ok(added)
     }
 
+    /// Applies a changelog chunk (what the write-ahead log replays): each
+    /// deleted row (`ops` -1) removes one equal row of the content, then the
+    /// inserted rows (`ops` 1) are added, the constraints checked over the
+    /// result.
+    pub fn apply(&mut self, batch: &RecordBatch, ops: &Int8Array) -> Result<(), WriteError> {
+        let deleting = BooleanArray::from_unary(ops, |op| op < 0);
+        let inserting = not(&deleting)?;
+        let deleted = filter_record_batch(batch, &deleting)?;
+        let inserted = filter_record_batch(batch, &inserting)?;
+        if deleted.num_rows() == 0 {
+            return self.insert(&[inserted]).map(|_| ());
+        }
+        let table = self.table;
+        let fields = table
+            .schema
+            .fields()
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
+        let converter = RowConverter::new(fields)?;
+        let mut removing: HashMap<OwnedRow, usize> = HashMap::new();
+        for row in converter.convert_columns(deleted.columns())?.iter() {
+            *removing.entry(row.owned()).or_default() += 1;
+        }
+        let current = concat_batches(&table.schema, table.snapshot().iter())?;
+        let mut keep = Vec::with_capacity(current.num_rows());
+        for row in converter.convert_columns(current.columns())?.iter() {
+            match removing.get_mut(&row.owned()) {
+                Some(count) if *count > 0 => {
+                    *count -= 1;
+                    keep.push(false);
+                }
+                _ => keep.push(true),
+            }
+        }
+        if removing.values().any(|count| *count > 0) {
+            return Err(WriteError::SchemaMismatch(
+                "a deleted row is not in the table".into(),
+            ));
+        }
+        let kept = filter_record_batch(&current, &BooleanArray::from(keep))?;
+        self.replace(&[kept, inserted])
+    }
+
     /// Replaces the whole content (what `UPDATE` and `DELETE` compute), checking
     /// the constraints over the new content.
     pub fn replace(&mut self, batches: &[RecordBatch]) -> Result<(), WriteError> {
@@ -316,6 +360,25 @@ mod tests {
             ],
         )
         .expect("batch")
+    }
+
+    #[tokio::test]
+    async fn apply_removes_one_equal_row_per_deletion_then_inserts() {
+        let table = TableData::new(schema(), vec![], vec![]);
+        let mut writer = table.writer().await;
+        let rows = batch(&[Some(1), Some(1), Some(2)], &[Some("a"), Some("a"), None]);
+        writer.insert(&[rows]).expect("insert");
+        // Delete one of the two (1, 'a') and (2, NULL); insert (3, 'c').
+        let change = batch(&[Some(1), Some(2), Some(3)], &[Some("a"), None, Some("c")]);
+        writer
+            .apply(&change, &Int8Array::from(vec![-1, -1, 1]))
+            .expect("apply");
+        let content = concat_batches(&schema(), writer.snapshot().iter()).expect("concat");
+        assert_eq!(content, batch(&[Some(1), Some(3)], &[Some("a"), Some("c")]));
+        // Deleting a row that is not there is refused, and changes nothing.
+        let missing = batch(&[Some(9)], &[None]);
+        assert!(writer.apply(&missing, &Int8Array::from(vec![-1])).is_err());
+        assert_eq!(table.row_count(), 2);
     }
 
     #[tokio::test]

@@ -97,13 +97,16 @@ async fn serve(listen: SocketAddr, data_dir: PathBuf, max_connections: usize) ->
         config.superuser,
         config.default_database
     );
-    tokio::select! {
+    let code = tokio::select! {
         () = server.run() => ExitCode::SUCCESS,
         () = shutdown_signal() => {
             tracing::info!("shutting down");
             ExitCode::SUCCESS
         }
-    }
+    };
+    // What was logged reaches the disk; writes still running fail.
+    engine.close();
+    code
 }
 
 /// Ctrl-C or SIGTERM.

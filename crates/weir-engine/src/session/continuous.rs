@@ -125,7 +125,10 @@ impl Session {
         let job = {
             // As for a view: the job's sources are subscribed between barriers.
             let barriers = self.engine.barrier_lock().await;
-            stream_plan.start(sink, *barriers).await?
+            stream_plan
+                .start(sink, *barriers, self.engine.wal())
+                .await?
+                .0
         };
         let state = Delivery {
             receiver,

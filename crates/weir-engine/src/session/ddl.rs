@@ -13,6 +13,7 @@ use datafusion::sql::sqlparser::ast::{
     self, ColumnOption, CreateTable, CreateView, ObjectType, TableConstraint,
 };
 use weir_sql::SqlType;
+use weir_state::Change;
 
 use super::Session;
 use super::column_names::{Aliasing, alias_output_columns};
@@ -23,6 +24,7 @@ use crate::error::{Result, WeirError, sqlstate};
 use crate::event_time::EventTime;
 use crate::output::{CommandTag, Output};
 use crate::relation::{Relation, Table, View};
+use crate::write_log;
 
 impl Session {
     pub(crate) async fn create_table(&mut self, create: &CreateTable) -> Result<Output> {
@@ -192,12 +194,18 @@ impl Session {
     async fn fill(&self, table: &Arc<Table>, plan: LogicalPlan) -> Result<u64> {
         let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
         let batches = conform_to_table(&table.def.columns, table.schema_ref(), batches)?;
-        let rows = table
-            .data
-            .writer()
-            .await
+        let mut writer = table.data.writer().await;
+        let rows = writer
             .insert(&batches)
             .map_err(|e| write_error(&table.def, e))?;
+        let changes: Vec<Change> = batches
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .map(|b| Change::rows(b.clone(), None))
+            .collect();
+        let commit = write_log::append(self.engine.wal(), table.def.oid, &changes)?;
+        drop(writer);
+        self.durable(commit).await?;
         Ok(rows as u64)
     }
 
@@ -477,13 +485,15 @@ impl Session {
             i += 1;
         }
         // Wait for statements writing the tables to finish.
-        let tables: Vec<Arc<Table>> = dropping
+        let mut tables: Vec<Arc<Table>> = dropping
             .iter()
             .filter_map(|name| match self.db.relation(name) {
                 Some(Relation::Table(t)) => Some(t),
                 _ => None,
             })
             .collect();
+        // In OID order, as jobs starting take them (no deadlock).
+        tables.sort_by_key(|t| t.def.oid);
         let mut writers = Vec::with_capacity(tables.len());
         for table in &tables {
             writers.push(table.data.writer().await);

@@ -22,7 +22,7 @@ use datafusion::sql::sqlparser::ast::{
     TableWithJoins, Value,
 };
 use weir_sql::SqlType;
-use weir_state::WriteError;
+use weir_state::{Change, Commit, WriteError};
 
 use super::Session;
 use super::column_names::{Aliasing, alias_output_columns};
@@ -32,6 +32,8 @@ use crate::catalog::{ColumnDef, TableDef};
 use crate::error::{Result, WeirError, sqlstate};
 use crate::output::{CommandTag, Output};
 use crate::relation::{ROW_ID, ROW_IDS_PREFIX, Relation, RowIds, Stream, Table};
+use crate::stream::Origin;
+use crate::write_log;
 use weir_runtime::{Chunk, Message};
 
 /// What an `UPDATE` or `DELETE` does to the rows it touches.
@@ -169,6 +171,16 @@ impl Session {
                     }
                     _ => None,
                 };
+                let mut changes = Vec::new();
+                if added > 0 {
+                    changes.push(Change::rows(batch.clone(), None));
+                }
+                if watermark.is_some()
+                    && let Some(micros) = table.event_time.as_ref().and_then(|e| e.current_micros())
+                {
+                    changes.push(Change::Watermark { micros });
+                }
+                let commit = write_log::append(self.engine.wal(), table.def.oid, &changes)?;
                 if added > 0 {
                     table
                         .feed
@@ -178,6 +190,8 @@ impl Session {
                 if let Some(watermark) = watermark {
                     table.feed.publish(Message::Watermark(watermark)).await;
                 }
+                drop(writer);
+                self.durable(commit).await?;
                 (added, late)
             }
             InsertTarget::Stream(stream) => {
@@ -185,7 +199,10 @@ impl Session {
                 let batches = conform_to_table(&stream.def.columns, stream.schema(), batches)?;
                 let batch = concat_batches(stream.schema(), batches.iter())?;
                 let total = batch.num_rows();
-                let added = stream.ingest(batch, self.db.late_rows()).await?;
+                let (added, commit) = stream
+                    .ingest(batch, self.db.late_rows(), Origin::Insert)
+                    .await?;
+                self.durable(commit).await?;
                 (added, total - added)
             }
         };
@@ -200,6 +217,16 @@ impl Session {
             "INSERT",
             added as u64,
         )))
+    }
+
+    /// With `synchronous_commit` on (the default), waits until the log holds
+    /// the write on disk, so that it survives a crash once acknowledged.
+    pub(crate) async fn durable(&self, commit: Option<Commit>) -> Result<()> {
+        if self.read_settings().synchronous_commit() {
+            write_log::durable(commit).await
+        } else {
+            Ok(())
+        }
     }
 
     /// With `implicit_flush` on, waits until the views reflect the write.
@@ -405,8 +432,11 @@ impl Session {
                 Chunk::new(batch, ops.into())
             }
         };
+        let commit =
+            write_log::append(self.engine.wal(), table.def.oid, &[write_log::rows(&chunk)])?;
         table.feed.publish(Message::Chunk(chunk)).await;
         drop(writer);
+        self.durable(commit).await?;
         self.implicit_flush().await?;
         Ok(Output::Command(CommandTag::with_rows(
             command_word(kind),
@@ -427,12 +457,14 @@ impl Session {
             writer
                 .replace(&[])
                 .map_err(|e| write_error(&table.def, e))?;
-            for batch in old.iter() {
-                table
-                    .feed
-                    .publish(Message::Chunk(Chunk::deletes(batch.clone())))
-                    .await;
+            let chunks: Vec<Chunk> = old.iter().map(|b| Chunk::deletes(b.clone())).collect();
+            let changes: Vec<Change> = chunks.iter().map(write_log::rows).collect();
+            let commit = write_log::append(self.engine.wal(), table.def.oid, &changes)?;
+            for chunk in chunks {
+                table.feed.publish(Message::Chunk(chunk)).await;
             }
+            drop(writer);
+            self.durable(commit).await?;
         }
         self.implicit_flush().await?;
         Ok(Output::Command(CommandTag::new("TRUNCATE TABLE")))

@@ -337,7 +337,10 @@ impl Session {
             ObjectDef::Table(def) => self.restore_table(def),
             ObjectDef::View(def) => self.restore_view(def).await,
             ObjectDef::Stream(def) => self.restore_stream(def),
-            ObjectDef::MaterializedView(def) => self.start_materialized_view(def).await,
+            ObjectDef::MaterializedView(def) => {
+                self.start_materialized_view(def, streams::Start::Restore)
+                    .await
+            }
         }
     }
 

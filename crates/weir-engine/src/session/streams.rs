@@ -22,6 +22,15 @@ use crate::relation::{MaterializedView, Relation, Stream};
 use crate::streaming::planner::{self, StreamPlan};
 use crate::streaming::window_function::name_arguments;
 
+/// Why a materialized view's job starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// `CREATE MATERIALIZED VIEW`: it reads from the current log position.
+    Create,
+    /// At startup: it reads from the log position saved in its definition.
+    Restore,
+}
+
 impl Session {
     pub(crate) async fn create_stream(&mut self, create: &CreateStream) -> Result<Output> {
         if create.kind == StreamKind::Table {
@@ -114,7 +123,12 @@ impl Session {
             Some(spec) => Some(EventTime::plan(spec, &schema, &self.ctx)?),
             None => None,
         };
-        Ok(Arc::new(Stream::new(def, schema, event_time)))
+        Ok(Arc::new(Stream::new(
+            def,
+            schema,
+            event_time,
+            self.engine.wal().clone(),
+        )))
     }
 
     /// Plans a materialized view's query into a streaming job.
@@ -168,8 +182,9 @@ impl Session {
             query: create.query.to_string(),
             emit_on_window_close: create.emit == Emit::OnWindowClose,
             parallelism: self.read_settings().streaming_parallelism(),
+            log_position: 0, // set when it starts
         };
-        self.start_materialized_view(def).await?;
+        self.start_materialized_view(def, Start::Create).await?;
         if let Err(e) = self.engine.save().await {
             self.db.remove(&name);
             return Err(e);
@@ -185,7 +200,11 @@ impl Session {
 
     /// Plans a materialized view, starts its job and adds it to the
     /// database (also at startup).
-    pub(crate) async fn start_materialized_view(&self, def: MaterializedViewDef) -> Result<()> {
+    pub(crate) async fn start_materialized_view(
+        &self,
+        mut def: MaterializedViewDef,
+        start: Start,
+    ) -> Result<()> {
         let query = parse_query(&def.query)?;
         let emit = if def.emit_on_window_close {
             Emit::OnWindowClose
@@ -203,17 +222,24 @@ impl Session {
         }
         let data = Arc::new(ViewData::new(plan.schema.clone())?);
         let sink = ViewSink::new(data);
-        let view = Arc::new(MaterializedView::new(
-            def,
-            sink.clone(),
-            depends_on,
-            plan.watermark_columns.clone(),
-            plan.append_only,
-        ));
+        let watermark_columns = plan.watermark_columns.clone();
+        let append_only = plan.append_only;
         // Sources are subscribed and the view registered between two
         // barriers, so that FLUSH waits for it or not at all.
         let barriers = self.engine.barrier_lock().await;
-        let job = plan.start(Outputs::View(sink), *barriers).await?;
+        let (job, position) = plan
+            .start(Outputs::View(sink.clone()), *barriers, self.engine.wal())
+            .await?;
+        if start == Start::Create {
+            def.log_position = position;
+        }
+        let view = Arc::new(MaterializedView::new(
+            def,
+            sink,
+            depends_on,
+            watermark_columns,
+            append_only,
+        ));
         view.set_job(job);
         self.db.add(Relation::MaterializedView(view));
         Ok(())

@@ -18,7 +18,7 @@
 //! runs as one task, and a parallel node last in the job is followed by a
 //! merge into the view.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -40,6 +40,7 @@ use weir_runtime::operators::{
     SessionBound, Union, WindowClose, WindowKind,
 };
 use weir_runtime::{Chunk, Input, JobGraph, Message, Operator, Outputs};
+use weir_state::{TableWriter, Wal};
 
 use super::window_function::WindowTable;
 use crate::database::Database;
@@ -719,7 +720,16 @@ impl StreamPlan {
     /// the subscriptions are taken, so that a source's writers never wait on
     /// a job that cannot read yet. The caller holds the barrier lock (at
     /// `epoch`), so that no barrier reaches some sources and not others.
-    pub async fn start(self, sink: Outputs, epoch: u64) -> Result<weir_runtime::Job> {
+    ///
+    /// Every source is subscribed under its write lock, all held at once, and
+    /// the write-ahead log position read then is returned: the job sees
+    /// exactly the logged writes from that position on (see `write_log`).
+    pub async fn start(
+        self,
+        sink: Outputs,
+        epoch: u64,
+        wal: &Wal,
+    ) -> Result<(weir_runtime::Job, u64)> {
         let mut graph = JobGraph::default();
         let mut sources = Vec::new();
         for node in self.nodes {
@@ -739,19 +749,55 @@ impl StreamPlan {
             graph.add_parallel(node.subtasks, node.keys, inputs);
         }
         let job = graph.spawn(sink, epoch);
-        for (relation, sender) in sources {
-            subscribe(&relation, sender).await?;
-        }
-        Ok(job)
+        let position = subscribe_all(sources, wal).await?;
+        Ok((job, position))
     }
 }
 
-/// Subscribes `sender` to a relation's changelog, starting with its content.
-async fn subscribe(relation: &Relation, sender: mpsc::Sender<Message>) -> Result<()> {
-    match relation {
-        Relation::Table(table) => {
-            // No write between reading the rows and subscribing.
-            let writer = table.data.writer().await;
+/// The write lock of a relation, held while jobs subscribe to it.
+enum WriteLock<'a> {
+    Table(TableWriter<'a>),
+    Stream {
+        _ingest: tokio::sync::MutexGuard<'a, ()>,
+    },
+    /// A materialized view: its changes come from its own job.
+    None,
+}
+
+/// Takes the write locks of every source (in OID order, as `DROP` does),
+/// reads the log position, and subscribes each sender to its relation.
+async fn subscribe_all(sources: Vec<(Relation, mpsc::Sender<Message>)>, wal: &Wal) -> Result<u64> {
+    let mut relations: Vec<Relation> = sources.iter().map(|(r, _)| r.clone()).collect();
+    relations.sort_by_key(Relation::oid);
+    relations.dedup_by_key(|r| r.oid());
+    let mut locks: HashMap<u32, WriteLock<'_>> = HashMap::new();
+    for relation in &relations {
+        let lock = match relation {
+            Relation::Table(table) => WriteLock::Table(table.data.writer().await),
+            Relation::Stream(stream) => WriteLock::Stream {
+                _ingest: stream.ingest.lock().await,
+            },
+            Relation::MaterializedView(_) | Relation::View(_) => WriteLock::None,
+        };
+        locks.insert(relation.oid(), lock);
+    }
+    let position = wal.position();
+    for (relation, sender) in sources {
+        let lock = locks.get(&relation.oid()).unwrap_or(&WriteLock::None);
+        subscribe(&relation, sender, lock).await?;
+    }
+    Ok(position)
+}
+
+/// Subscribes `sender` to a relation's changelog, starting with its content;
+/// the caller holds the relation's write lock.
+async fn subscribe(
+    relation: &Relation,
+    sender: mpsc::Sender<Message>,
+    lock: &WriteLock<'_>,
+) -> Result<()> {
+    match (relation, lock) {
+        (Relation::Table(table), WriteLock::Table(writer)) => {
             let mut backfill: Vec<Message> = writer
                 .snapshot()
                 .iter()
@@ -761,10 +807,8 @@ async fn subscribe(relation: &Relation, sender: mpsc::Sender<Message>) -> Result
                 backfill.push(Message::Watermark(watermark));
             }
             table.feed.subscribe_with(sender, backfill).await;
-            drop(writer);
         }
-        Relation::Stream(stream) => {
-            let _ingest = stream.ingest.lock().await;
+        (Relation::Stream(stream), WriteLock::Stream { .. }) => {
             let backfill = stream
                 .event_time
                 .as_ref()
@@ -774,11 +818,12 @@ async fn subscribe(relation: &Relation, sender: mpsc::Sender<Message>) -> Result
                 .collect();
             stream.feed.subscribe_with(sender, backfill).await;
         }
-        Relation::MaterializedView(view) => view.sink.subscribe(sender).await?,
-        Relation::View(view) => {
+        (Relation::MaterializedView(view), _) => view.sink.subscribe(sender).await?,
+        (relation, _) => {
             return Err(WeirError::internal(format!(
-                "view \"{}\" cannot be subscribed to",
-                view.def.name
+                "{} \"{}\" cannot be subscribed to",
+                relation.kind_name(),
+                relation.name()
             )));
         }
     }

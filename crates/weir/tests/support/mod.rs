@@ -46,6 +46,7 @@ impl TestServer {
     pub async fn restart(&mut self) {
         self.task.abort();
         let _ = (&mut self.task).await;
+        self.engine.close();
         let (engine, addr, task) = launch(self.data_dir.path(), self.max_connections).await;
         self.engine = engine;
         self.addr = addr;

@@ -1,0 +1,307 @@
+//! Durable writes: the `weir` binary is killed with SIGKILL while clients
+//! write, and started again on the same data directory. Every acknowledged
+//! write must be back, no write twice, and the materialized views must equal
+//! the same queries run in batch over the rows that are back.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+/// The server as a separate process, so that it can be killed.
+struct Process {
+    child: Child,
+    port: u16,
+}
+
+impl Process {
+    fn start(data_dir: &Path) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the weir binary");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .expect("the server exited before listening")
+                .expect("read the server's log");
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let addr = rest.split(',').next().expect("address");
+                let port = addr.rsplit(':').next().expect("port");
+                break port.parse().expect("a port number");
+            }
+        };
+        // Keep draining the log so that the server never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        Process { child, port }
+    }
+
+    async fn connect(&self) -> Client {
+        let (client, connection) = tokio_postgres::connect(
+            &format!("host=127.0.0.1 port={} user=weir dbname=weir", self.port),
+            NoTls,
+        )
+        .await
+        .expect("connect");
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+
+    fn kill_9(mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a writer knows: the rows acknowledged, and the statement that was
+/// running when the server died (applied or not: it was never acknowledged).
+#[derive(Default)]
+struct TableModel {
+    rows: BTreeMap<i64, i64>,
+    in_flight: Option<Write>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Write {
+    Insert(i64, i64),
+    Update(i64),
+    Delete(i64),
+}
+
+impl TableModel {
+    fn apply(rows: &mut BTreeMap<i64, i64>, write: Write) {
+        match write {
+            Write::Insert(id, v) => {
+                rows.insert(id, v);
+            }
+            Write::Update(id) => {
+                if let Some(v) = rows.get_mut(&id) {
+                    *v *= 10;
+                }
+            }
+            Write::Delete(id) => {
+                rows.remove(&id);
+            }
+        }
+    }
+
+    /// The contents the table may have now.
+    fn possible(&self) -> Vec<BTreeMap<i64, i64>> {
+        let mut with = self.rows.clone();
+        if let Some(write) = self.in_flight {
+            Self::apply(&mut with, write);
+            vec![self.rows.clone(), with]
+        } else {
+            vec![self.rows.clone()]
+        }
+    }
+
+    /// Takes the content found after the restart as the truth.
+    fn settle(&mut self, found: BTreeMap<i64, i64>) {
+        self.rows = found;
+        self.in_flight = None;
+    }
+}
+
+/// Writes to the table until the server dies.
+async fn write_table(client: Client, model: &mut TableModel, next_id: &mut i64) {
+    loop {
+        let id = *next_id;
+        let write = if id % 7 == 0 && model.rows.contains_key(&(id - 3)) {
+            Write::Update(id - 3)
+        } else if id % 11 == 0 && model.rows.contains_key(&(id - 5)) {
+            Write::Delete(id - 5)
+        } else {
+            Write::Insert(id, id)
+        };
+        model.in_flight = Some(write);
+        *next_id += 1;
+        let result = match write {
+            Write::Insert(id, v) => {
+                client
+                    .execute("INSERT INTO acct VALUES ($1, $2)", &[&id, &v])
+                    .await
+            }
+            Write::Update(id) => {
+                client
+                    .execute("UPDATE acct SET v = v * 10 WHERE id = $1", &[&id])
+                    .await
+            }
+            Write::Delete(id) => {
+                client
+                    .execute("DELETE FROM acct WHERE id = $1", &[&id])
+                    .await
+            }
+        };
+        if result.is_err() {
+            return; // the server died: the write may or may not be in
+        }
+        TableModel::apply(&mut model.rows, write);
+        model.in_flight = None;
+    }
+}
+
+/// Writes events to the stream until the server dies; returns the event
+/// numbers acknowledged and the one in flight.
+async fn write_stream(client: Client, next: &mut i64, acked: &mut Vec<i64>) -> Option<i64> {
+    loop {
+        let n = *next;
+        let k = (n % 5) as i32;
+        let result = client
+            .execute("INSERT INTO events VALUES ($1, $2)", &[&k, &n])
+            .await;
+        *next += 1;
+        if result.is_err() {
+            return Some(n);
+        }
+        acked.push(n);
+    }
+}
+
+async fn table_rows(client: &Client) -> BTreeMap<i64, i64> {
+    client
+        .query("SELECT id, v FROM acct", &[])
+        .await
+        .expect("read acct")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// Rows of a query as text, sorted.
+async fn sorted(client: &Client, sql: &str) -> Vec<String> {
+    let mut rows: Vec<String> = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).unwrap_or("NULL").to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            _ => None,
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().expect("data directory");
+    let mut server = Process::start(dir.path());
+    let client = server.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE acct (id bigint PRIMARY KEY, v bigint);
+             CREATE STREAM events (k int, n bigint);
+             CREATE MATERIALIZED VIEW event_rows AS SELECT k, n FROM events;
+             CREATE MATERIALIZED VIEW event_totals AS
+               SELECT k, count(*) AS c, sum(n) AS s FROM events GROUP BY k;
+             CREATE MATERIALIZED VIEW acct_totals AS SELECT count(*) AS c, sum(v) AS s FROM acct;",
+        )
+        .await
+        .expect("create the objects");
+    drop(client);
+
+    let mut model = TableModel::default();
+    let mut next_id = 1;
+    let mut next_event = 1;
+    let mut acked_events = Vec::new();
+    let mut maybe_events = Vec::new();
+    // Kill at moments that differ between rounds.
+    let delays = [350u64, 120, 800, 230, 500];
+    for delay in delays {
+        let table_client = server.connect().await;
+        let stream_client = server.connect().await;
+        let killer = async {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        };
+        let table_writer = write_table(table_client, &mut model, &mut next_id);
+        let stream_writer = write_stream(stream_client, &mut next_event, &mut acked_events);
+        let (_, _, in_flight) = tokio::join!(
+            async {
+                killer.await;
+                server.kill_9();
+            },
+            table_writer,
+            stream_writer
+        );
+        maybe_events.extend(in_flight);
+        server = Process::start(dir.path());
+        let client = server.connect().await;
+
+        let found = table_rows(&client).await;
+        assert!(
+            model.possible().contains(&found),
+            "after kill -9 #{delay}: acct holds {} rows, expected {} acknowledged (in flight: {:?})",
+            found.len(),
+            model.rows.len(),
+            model.in_flight
+        );
+        model.settle(found);
+
+        client.batch_execute("FLUSH").await.expect("flush");
+        let landed: Vec<i64> = client
+            .query("SELECT n FROM event_rows ORDER BY n", &[])
+            .await
+            .expect("read event_rows")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut expected = acked_events.clone();
+        for n in &landed {
+            if !acked_events.contains(n) {
+                assert!(
+                    maybe_events.contains(n),
+                    "event {n} is back but was never written"
+                );
+                expected.push(*n);
+            }
+        }
+        expected.sort();
+        assert_eq!(landed, expected, "every acknowledged event once, no other");
+        acked_events = expected;
+        maybe_events.clear();
+    }
+    assert!(model.rows.len() > 10, "the table writer made progress");
+    assert!(acked_events.len() > 10, "the stream writer made progress");
+
+    // The views equal the same queries in batch over the rows that are back.
+    let client = server.connect().await;
+    client.batch_execute("FLUSH").await.expect("flush");
+    assert_eq!(
+        sorted(&client, "SELECT k, c, s FROM event_totals").await,
+        sorted(
+            &client,
+            "SELECT k, count(*), sum(n) FROM event_rows GROUP BY k"
+        )
+        .await
+    );
+    assert_eq!(
+        sorted(&client, "SELECT c, s FROM acct_totals").await,
+        sorted(&client, "SELECT count(*), sum(v) FROM acct").await
+    );
+}
