@@ -17,11 +17,12 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
-use weir_runtime::{Chunk, Message};
+use weir_runtime::{Chunk, Feed, Message};
 use weir_state::{Change, Commit, Record, Wal, WalError};
 
 use crate::database::Database;
 use crate::error::{Result, WeirError, sqlstate};
+use crate::event_time::EventTime;
 use crate::relation::Relation;
 
 /// Appends changes of one relation to the log; `None` when there are none.
@@ -119,11 +120,7 @@ async fn apply(db: &Arc<Database>, record: Record) -> Result<()> {
         }
         (Some(Relation::Table(table)), Change::Watermark { micros }) => {
             let _writer = table.data.writer().await;
-            if let Some(event_time) = &table.event_time
-                && let Some(watermark) = event_time.advance_to(micros)?
-            {
-                table.feed.publish(Message::Watermark(watermark)).await;
-            }
+            advance(table.event_time.as_ref(), &table.feed, micros).await?;
         }
         (Some(Relation::Stream(stream)), Change::Rows { batch, ops }) => {
             let _ingest = stream.ingest.lock().await;
@@ -135,11 +132,7 @@ async fn apply(db: &Arc<Database>, record: Record) -> Result<()> {
         }
         (Some(Relation::Stream(stream)), Change::Watermark { micros }) => {
             let _ingest = stream.ingest.lock().await;
-            if let Some(event_time) = &stream.event_time
-                && let Some(watermark) = event_time.advance_to(micros)?
-            {
-                stream.feed.publish(Message::Watermark(watermark)).await;
-            }
+            advance(stream.event_time.as_ref(), &stream.feed, micros).await?;
         }
         (Some(other), _) => {
             return Err(corrupted(format!(
@@ -150,6 +143,16 @@ async fn apply(db: &Arc<Database>, record: Record) -> Result<()> {
         }
         // The relation was dropped after the write.
         (None, _) => {}
+    }
+    Ok(())
+}
+
+/// Moves a relation's event time to a logged watermark and publishes it.
+async fn advance(event_time: Option<&EventTime>, feed: &Feed, micros: i64) -> Result<()> {
+    if let Some(event_time) = event_time
+        && let Some(watermark) = event_time.advance_to(micros)?
+    {
+        feed.publish(Message::Watermark(watermark)).await;
     }
     Ok(())
 }

@@ -3,12 +3,15 @@
 //! write must be back, no write twice, and the materialized views must equal
 //! the same queries run in batch over the rows that are back.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use support::sorted_rows;
 use tokio_postgres::{Client, NoTls};
 
 /// The server as a separate process, so that it can be killed.
@@ -187,27 +190,6 @@ async fn table_rows(client: &Client) -> BTreeMap<i64, i64> {
         .collect()
 }
 
-/// Rows of a query as text, sorted.
-async fn sorted(client: &Client, sql: &str) -> Vec<String> {
-    let mut rows: Vec<String> = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .into_iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).unwrap_or("NULL").to_string())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-            _ => None,
-        })
-        .collect();
-    rows.sort();
-    rows
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().expect("data directory");
@@ -293,15 +275,15 @@ async fn acknowledged_writes_survive_kill_9() {
     let client = server.connect().await;
     client.batch_execute("FLUSH").await.expect("flush");
     assert_eq!(
-        sorted(&client, "SELECT k, c, s FROM event_totals").await,
-        sorted(
+        sorted_rows(&client, "SELECT k, c, s FROM event_totals").await,
+        sorted_rows(
             &client,
             "SELECT k, count(*), sum(n) FROM event_rows GROUP BY k"
         )
         .await
     );
     assert_eq!(
-        sorted(&client, "SELECT c, s FROM acct_totals").await,
-        sorted(&client, "SELECT count(*), sum(v) FROM acct").await
+        sorted_rows(&client, "SELECT c, s FROM acct_totals").await,
+        sorted_rows(&client, "SELECT count(*), sum(v) FROM acct").await
     );
 }

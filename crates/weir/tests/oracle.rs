@@ -13,8 +13,8 @@
 
 mod support;
 
-use support::TestServer;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use support::{TestServer, sorted_rows};
+use tokio_postgres::Client;
 
 /// A small deterministic generator (xorshift), so that failures replay.
 struct Random(u64);
@@ -30,28 +30,6 @@ impl Random {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-}
-
-/// Rows of a query, as text, sorted.
-async fn rows(client: &Client, sql: &str) -> Vec<String> {
-    let messages = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let mut rows: Vec<String> = messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).unwrap_or("NULL").to_string())
-                    .collect::<Vec<_>>()
-                    .join(" | "),
-            ),
-            _ => None,
-        })
-        .collect();
-    rows.sort();
-    rows
 }
 
 async fn run(client: &Client, sql: &str) {
@@ -284,7 +262,7 @@ async fn windowed_views_match_batch_results() {
             at += size;
         }
         run(&client, "FLUSH").await;
-        let watermark = rows(
+        let watermark = sorted_rows(
             &client,
             "SELECT watermark::timestamp FROM weir_catalog.sources WHERE name = 's'",
         )
@@ -301,8 +279,8 @@ async fn windowed_views_match_batch_results() {
                 ),
                 None => batch,
             };
-            let expected = rows(&client, &batch).await;
-            let actual = rows(&client, &format!("SELECT * FROM v{i}")).await;
+            let expected = sorted_rows(&client, &batch).await;
+            let actual = sorted_rows(&client, &format!("SELECT * FROM v{i}")).await;
             assert!(
                 !expected.is_empty(),
                 "{}: the oracle has no rows",
@@ -310,12 +288,12 @@ async fn windowed_views_match_batch_results() {
             );
             assert_eq!(actual, expected, "{} (seed {seed})", case.name);
         }
-        let expected = rows(
+        let expected = sorted_rows(
             &client,
             &format!("SELECT window_start, count(*) FROM {TUMBLE_BATCH} w GROUP BY window_start"),
         )
         .await;
-        let actual = rows(&client, "SELECT * FROM totals").await;
+        let actual = sorted_rows(&client, "SELECT * FROM totals").await;
         assert_eq!(actual, expected, "view over a view (seed {seed})");
         run(&client, "DROP STREAM s CASCADE; DROP TABLE t").await;
     }
@@ -388,8 +366,8 @@ async fn updating_views_match_batch_results() {
         }
         run(&client, "FLUSH").await;
         for (i, query) in queries.iter().enumerate() {
-            let expected = rows(&client, query).await;
-            let actual = rows(&client, &format!("SELECT * FROM u{i}")).await;
+            let expected = sorted_rows(&client, query).await;
+            let actual = sorted_rows(&client, &format!("SELECT * FROM u{i}")).await;
             assert_eq!(actual, expected, "{query} (seed {seed})");
         }
         run(&client, "DROP TABLE acc CASCADE").await;
