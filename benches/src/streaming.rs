@@ -106,11 +106,15 @@ pub async fn run(
             // Written as a source writes (not logged), like the generator.
             for batch in batches {
                 stream
-                    .ingest(batch, db.late_rows(), Origin::Connector)
+                    .ingest(
+                        batch,
+                        db.late_rows(),
+                        Origin::Connector(serde_json::Value::Null),
+                    )
                     .await
                     .map_err(describe)?;
             }
-            stream.end().await;
+            stream.end(serde_json::Value::Null).await;
         }
         Ok(())
     });

@@ -237,6 +237,21 @@ impl Datagen {
         self.produced
     }
 
+    /// Where the generator is: the rows produced, and each column's random
+    /// state. [`resume`](Datagen::resume) continues from there with the same
+    /// rows as if it had never stopped (but for `now()` columns).
+    pub fn position(&self) -> (u64, Vec<u64>) {
+        (self.produced, self.columns.iter().map(|c| c.rng).collect())
+    }
+
+    /// Continues from a [`position`](Datagen::position).
+    pub fn resume(&mut self, produced: u64, states: &[u64]) {
+        self.produced = produced;
+        for (column, state) in self.columns.iter_mut().zip(states) {
+            column.rng = *state;
+        }
+    }
+
     /// Rows a sequence or `max_rows` still allows.
     fn remaining(&self) -> Option<u64> {
         let mut remaining = self.max_rows.map(|m| m.saturating_sub(self.produced));

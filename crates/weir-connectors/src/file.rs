@@ -201,6 +201,25 @@ impl FileSource {
         self.format_named(if csv { "csv" } else { "json" })
     }
 
+    /// How far each file has been read, as `(path, byte offset, line)`: what
+    /// [`resume`](FileSource::resume) takes back. (A source read once and
+    /// done lists an empty path.)
+    pub fn position(&self) -> Vec<(PathBuf, u64, u64)> {
+        self.files
+            .iter()
+            .map(|(path, p)| (path.clone(), p.offset, p.line))
+            .collect()
+    }
+
+    /// Continues from a [`position`](FileSource::position): files are read
+    /// from where it says, and a source read once and done stays done.
+    pub fn resume(&mut self, position: Vec<(PathBuf, u64, u64)>) {
+        self.files = position
+            .into_iter()
+            .map(|(path, offset, line)| (path, Progress { offset, line }))
+            .collect();
+    }
+
     /// The records that arrived since the last call, as batches; `None`
     /// once a source read once has read everything.
     pub fn poll(&mut self) -> Option<Result<Vec<RecordBatch>, std::io::Error>> {

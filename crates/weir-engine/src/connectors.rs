@@ -45,6 +45,24 @@ trait SourceConnector: Send {
 
     /// Reading starts now (a view reads the stream): the pace counts from here.
     fn begin(&mut self) {}
+
+    /// Where the source is, just after the last batch it returned: a
+    /// checkpoint keeps it, and [`resume`](SourceConnector::resume) takes
+    /// it back after a restart.
+    fn position(&self) -> serde_json::Value;
+
+    /// Continues from a position [`position`](SourceConnector::position)
+    /// returned (before reading starts).
+    fn resume(&mut self, position: &serde_json::Value) -> Result<()>;
+}
+
+fn position_error(connector: &str, position: &serde_json::Value) -> WeirError {
+    WeirError::new(
+        sqlstate::DATA_CORRUPTED,
+        format!(
+            "the checkpoint holds a position the {connector} connector cannot read: {position}"
+        ),
+    )
 }
 
 /// The connector named in the options, if any.
@@ -111,6 +129,16 @@ fn idle_timeout(def: &StreamDef) -> Result<Option<Duration>> {
 /// Starts the tasks of a stream: its connector, if it has one, and the
 /// watch that moves its watermark with processing time when it is idle.
 pub(crate) fn start(db: &Arc<Database>, stream: &Arc<Stream>) -> Result<()> {
+    start_at(db, stream, None)
+}
+
+/// Starts the tasks of a stream, its connector continuing from `position`
+/// (kept by a checkpoint) if given.
+pub(crate) fn start_at(
+    db: &Arc<Database>,
+    stream: &Arc<Stream>,
+    position: Option<&serde_json::Value>,
+) -> Result<()> {
     if let Some(timeout) = idle_timeout(&stream.def)?
         && stream.event_time.is_some()
     {
@@ -135,6 +163,9 @@ pub(crate) fn start(db: &Arc<Database>, stream: &Arc<Stream>) -> Result<()> {
         return Ok(());
     };
     let mut connector = build(&stream.def, name)?;
+    if let Some(position) = position {
+        connector.resume(position)?;
+    }
     let columns = column_mapping(&stream.def, stream.schema(), name)?;
     let weak_stream: Weak<Stream> = Arc::downgrade(stream);
     let weak_db: Weak<Database> = Arc::downgrade(db);
@@ -157,7 +188,7 @@ pub(crate) fn start(db: &Arc<Database>, stream: &Arc<Stream>) -> Result<()> {
             let Some(batch) = connector.next_batch() else {
                 if let Some(stream) = weak_stream.upgrade() {
                     tracing::info!(stream = %stream.def.name, "the source reached its end");
-                    stream.end().await;
+                    stream.end(connector.position()).await;
                 }
                 return;
             };
@@ -172,13 +203,14 @@ pub(crate) fn start(db: &Arc<Database>, stream: &Arc<Stream>) -> Result<()> {
                         return;
                     }
                 };
-                if let Err(e) = stream
-                    .ingest(batch, db.late_rows(), Origin::Connector)
-                    .await
-                {
+                let origin = Origin::Connector(connector.position());
+                if let Err(e) = stream.ingest(batch, db.late_rows(), origin).await {
                     tracing::error!(stream = %stream.def.name, error = %e.message, "connector stopped");
                     return;
                 }
+            } else {
+                // Records skipped, or nothing new: the position may still move.
+                stream.set_position(connector.position()).await;
             }
             let rejected = connector.take_rejected();
             if rejected > 0 {
@@ -332,12 +364,29 @@ impl SourceConnector for Generated {
     fn begin(&mut self) {
         self.pace = Pace::new(self.datagen.rows_per_second());
     }
+
+    fn position(&self) -> serde_json::Value {
+        let (produced, states) = self.datagen.position();
+        serde_json::json!({ "produced": produced, "states": states })
+    }
+
+    fn resume(&mut self, position: &serde_json::Value) -> Result<()> {
+        let produced = position["produced"].as_u64();
+        let states: Option<Vec<u64>> = position["states"]
+            .as_array()
+            .and_then(|states| states.iter().map(serde_json::Value::as_u64).collect());
+        let (Some(produced), Some(states)) = (produced, states) else {
+            return Err(position_error("datagen", position));
+        };
+        self.datagen.resume(produced, &states);
+        Ok(())
+    }
 }
 
-/// The `file` connector.
+/// The `file` connector. Each poll's records go out as one batch, so that
+/// the source's position is just after the rows handed over.
 struct Files {
     source: FileSource,
-    ready: std::collections::VecDeque<RecordBatch>,
     /// The last poll found nothing new (a tailed source waits a little).
     idle: bool,
 }
@@ -354,7 +403,6 @@ impl Files {
             .map_err(|e| option_error(e.to_string()))?;
         Ok(Files {
             source,
-            ready: std::collections::VecDeque::new(),
             idle: false,
         })
     }
@@ -362,19 +410,19 @@ impl Files {
 
 impl SourceConnector for Files {
     fn next_batch(&mut self) -> Option<RecordBatch> {
-        if let Some(batch) = self.ready.pop_front() {
-            return Some(batch);
-        }
-        match self.source.poll()? {
-            Ok(batches) => {
-                self.idle = batches.is_empty();
-                self.ready.extend(batches);
-                Some(
-                    self.ready
-                        .pop_front()
-                        .unwrap_or_else(|| RecordBatch::new_empty(stream_schema_empty())),
-                )
+        let batches = match self.source.poll()? {
+            Ok(batches) => batches,
+            Err(e) => {
+                tracing::error!(error = %e, "file source stopped");
+                return None;
             }
+        };
+        self.idle = batches.is_empty();
+        let Some(first) = batches.first() else {
+            return Some(RecordBatch::new_empty(stream_schema_empty()));
+        };
+        match datafusion::arrow::compute::concat_batches(&first.schema(), &batches) {
+            Ok(batch) => Some(batch),
             Err(e) => {
                 tracing::error!(error = %e, "file source stopped");
                 None
@@ -383,7 +431,7 @@ impl SourceConnector for Files {
     }
 
     fn pause(&mut self) -> Duration {
-        if self.idle && self.ready.is_empty() {
+        if self.idle {
             Duration::from_millis(200)
         } else {
             Duration::ZERO
@@ -392,6 +440,29 @@ impl SourceConnector for Files {
 
     fn take_rejected(&mut self) -> u64 {
         self.source.take_rejected()
+    }
+
+    fn position(&self) -> serde_json::Value {
+        let files: Vec<serde_json::Value> = self
+            .source
+            .position()
+            .into_iter()
+            .map(|(path, offset, line)| serde_json::json!([path, offset, line]))
+            .collect();
+        serde_json::Value::Array(files)
+    }
+
+    fn resume(&mut self, position: &serde_json::Value) -> Result<()> {
+        let files: Option<Vec<(std::path::PathBuf, u64, u64)>> =
+            position.as_array().and_then(|files| {
+                files
+                    .iter()
+                    .map(|f| Some((f[0].as_str()?.into(), f[1].as_u64()?, f[2].as_u64()?)))
+                    .collect()
+            });
+        let files = files.ok_or_else(|| position_error("file", position))?;
+        self.source.resume(files);
+        Ok(())
     }
 }
 
@@ -443,5 +514,19 @@ impl SourceConnector for Nexmark {
 
     fn begin(&mut self) {
         self.pace = Pace::new(self.pace.per_second);
+    }
+
+    fn position(&self) -> serde_json::Value {
+        serde_json::json!(self.generator.next_event())
+    }
+
+    fn resume(&mut self, position: &serde_json::Value) -> Result<()> {
+        let next = position
+            .as_u64()
+            .ok_or_else(|| position_error("nexmark", position))?;
+        let config = self.generator.config().clone();
+        self.generator = NexmarkGenerator::new(config, self.generator.table(), next);
+        self.first_event = next;
+        Ok(())
     }
 }

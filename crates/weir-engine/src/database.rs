@@ -15,6 +15,7 @@ use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::datasource::TableType;
 
 use crate::catalog::{DatabaseDef, ObjectDef};
+use crate::checkpoint::{CheckpointHistory, CheckpointRecord};
 use crate::late_rows::LateRows;
 use crate::pg_catalog::PgCatalogSchema;
 use crate::relation::{ROW_IDS_PREFIX, Relation, RowIds};
@@ -36,6 +37,7 @@ pub struct Database {
     version: AtomicU64,
     pg_catalog: OnceLock<Arc<PgCatalogSchema>>,
     late_rows: LateRows,
+    checkpoints: OnceLock<CheckpointHistory>,
 }
 
 impl Database {
@@ -47,6 +49,7 @@ impl Database {
             version: AtomicU64::new(0),
             pg_catalog: OnceLock::new(),
             late_rows: LateRows::default(),
+            checkpoints: OnceLock::new(),
         })
     }
 
@@ -54,6 +57,19 @@ impl Database {
     /// static catalog tables shared by all databases).
     pub fn set_pg_catalog(&self, schema: Arc<PgCatalogSchema>) {
         let _ = self.pg_catalog.set(schema);
+    }
+
+    /// Attaches the engine's list of checkpoints (for `weir_catalog`).
+    pub fn set_checkpoint_history(&self, history: CheckpointHistory) {
+        let _ = self.checkpoints.set(history);
+    }
+
+    /// The engine's checkpoints, latest last.
+    pub fn checkpoint_history(&self) -> Vec<CheckpointRecord> {
+        self.checkpoints
+            .get()
+            .map(|h| h.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .unwrap_or_default()
     }
 
     /// Rows that arrived behind their relation's watermark.

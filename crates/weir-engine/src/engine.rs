@@ -14,16 +14,17 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables;
-use weir_state::{DurableFile, Record, Wal};
+use weir_state::{CheckpointStore, DurableFile, Record, Wal};
 
 use crate::catalog::{CATALOG_FORMAT_VERSION, CatalogDef, FIRST_USER_OID, ObjectDef};
+use crate::checkpoint::{Checkpoints, Recovery};
 use crate::database::Database;
 use crate::error::{Result, WeirError, sqlstate};
 use crate::pg_catalog::PgCatalogSchema;
 use crate::relation::Relation;
 use crate::session::Session;
 use crate::write_log::Replay;
-use weir_runtime::{Barrier, JobStatus, Message};
+use weir_runtime::{Barrier, Message};
 
 /// Where and how an engine keeps its data.
 #[derive(Debug, Clone)]
@@ -34,6 +35,9 @@ pub struct EngineConfig {
     pub default_database: String,
     /// The owner of every object.
     pub superuser: String,
+    /// How often a checkpoint is taken; `None`: only on `CHECKPOINT` (and
+    /// at a graceful shutdown).
+    pub checkpoint_interval: Option<Duration>,
 }
 
 impl EngineConfig {
@@ -42,6 +46,7 @@ impl EngineConfig {
             data_dir: data_dir.into(),
             default_database: "weir".into(),
             superuser: "weir".into(),
+            checkpoint_interval: None,
         }
     }
 }
@@ -94,6 +99,7 @@ pub struct Engine {
     sessions: RwLock<BTreeMap<u32, Arc<AtomicUsize>>>,
     /// The epoch of the last barrier injected (see [`Engine::flush`]).
     barriers: tokio::sync::Mutex<u64>,
+    checkpoints: Checkpoints,
 }
 
 impl std::fmt::Debug for Engine {
@@ -153,6 +159,29 @@ impl Engine {
                 ),
             )
         })?;
+        let checkpoint_store = CheckpointStore::local(&config.data_dir).map_err(|e| {
+            WeirError::new(
+                sqlstate::IO_ERROR,
+                format!(
+                    "cannot use data directory {}: {e}",
+                    config.data_dir.display()
+                ),
+            )
+        })?;
+        let mut found = Vec::new();
+        let recovery = Recovery::find(&checkpoint_store, &mut found).await?;
+        // Epochs go on from the newest checkpoint's, committed or not.
+        let last_epoch = checkpoint_store
+            .epochs()
+            .await
+            .map_err(|e| WeirError::new(sqlstate::IO_ERROR, format!("checkpoint storage: {e}")))?
+            .last()
+            .copied()
+            .unwrap_or(0);
+        let checkpoints = Checkpoints::new(checkpoint_store);
+        for record in found {
+            checkpoints.record(record);
+        }
         let static_tables = Arc::new(
             PgCatalogStaticTables::try_new()
                 .map_err(|e| WeirError::internal(format!("loading pg_catalog tables: {e}")))?,
@@ -166,7 +195,8 @@ impl Engine {
             ddl: tokio::sync::Mutex::new(()),
             static_tables,
             sessions: RwLock::new(BTreeMap::new()),
-            barriers: tokio::sync::Mutex::new(0),
+            barriers: tokio::sync::Mutex::new(last_epoch),
+            checkpoints,
         });
         let replay_started = std::time::Instant::now();
         match catalog {
@@ -174,7 +204,7 @@ impl Engine {
                 for db_def in catalog.databases {
                     let db = engine.register_database(db_def.oid, db_def.name.clone())?;
                     engine
-                        .restore_objects(&db, db_def.objects, &records)
+                        .restore_objects(&db, db_def.objects, &records, recovery.as_ref())
                         .await?;
                 }
             }
@@ -184,14 +214,44 @@ impl Engine {
                 engine.save().await?;
             }
         }
-        if !records.is_empty() {
-            tracing::info!(
+        let from = recovery.as_ref().map_or(0, Recovery::log_position);
+        match &recovery {
+            Some(checkpoint) => tracing::info!(
+                checkpoint = checkpoint.epoch(),
+                changes = records.iter().filter(|r| r.lsn >= from).count(),
+                elapsed_ms = replay_started.elapsed().as_millis() as u64,
+                "restored the checkpoint and replayed the write-ahead log after it"
+            ),
+            None if !records.is_empty() => tracing::info!(
                 changes = records.len(),
                 elapsed_ms = replay_started.elapsed().as_millis() as u64,
                 "replayed the write-ahead log"
-            );
+            ),
+            None => {}
+        }
+        if let Some(interval) = engine.config.checkpoint_interval {
+            engine.schedule_checkpoints(interval);
         }
         Ok(engine)
+    }
+
+    /// Takes a checkpoint every `interval` while the engine lives.
+    fn schedule_checkpoints(self: &Arc<Self>, interval: Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(engine) = weak.upgrade() else {
+                    return;
+                };
+                // A failure is recorded and logged; the next one tries again.
+                let _ = engine.checkpoint().await;
+            }
+        });
+    }
+
+    pub(crate) fn checkpoints(&self) -> &Checkpoints {
+        &self.checkpoints
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -273,7 +333,7 @@ impl Engine {
             let mut barriers = self.barrier_lock().await;
             *barriers += 1;
             let epoch = *barriers;
-            let barrier = || Message::Barrier(Barrier { epoch });
+            let barrier = || Message::Barrier(Barrier::new(epoch));
             for db in self.databases.list() {
                 for relation in db.relations() {
                     match relation {
@@ -295,31 +355,7 @@ impl Engine {
             epoch
         };
         for view in views {
-            let mut epochs = view.sink.epochs();
-            loop {
-                if *epochs.borrow_and_update() >= epoch {
-                    break;
-                }
-                let status = view.with_job(|job| job.status());
-                let Some(status) = status else {
-                    break; // dropped meanwhile
-                };
-                if status == JobStatus::Finished {
-                    break; // its inputs ended: it has applied all there is
-                }
-                if let JobStatus::Failed(error) = status {
-                    return Err(WeirError::new(
-                        sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
-                        format!(
-                            "materialized view \"{}\" has stopped: {error}",
-                            view.def.name
-                        ),
-                    )
-                    .with_hint("Drop the materialized view and create it again."));
-                }
-                // Wake up now and then to notice a job that failed.
-                let _ = tokio::time::timeout(Duration::from_millis(200), epochs.changed()).await;
-            }
+            self.wait_for_epoch(&view, epoch).await?;
         }
         Ok(())
     }
@@ -431,6 +467,7 @@ impl Engine {
             &self.config.superuser,
         )?;
         db.set_pg_catalog(Arc::new(pg_catalog));
+        db.set_checkpoint_history(self.checkpoints.history().clone());
         self.databases.insert(db.clone());
         Ok(db)
     }
@@ -443,9 +480,11 @@ impl Engine {
         db: &Arc<Database>,
         objects: Vec<ObjectDef>,
         records: &[Record],
+        checkpoint: Option<&Recovery>,
     ) -> Result<()> {
         let oids: HashSet<u32> = objects.iter().map(ObjectDef::oid).collect();
-        let mut replay = Replay::new(records, &oids);
+        let from = checkpoint.map_or(0, Recovery::log_position);
+        let mut replay = Replay::new(records, &oids, from);
         let mut session = Session::new(
             self.clone(),
             db.clone(),
@@ -453,12 +492,15 @@ impl Engine {
             &[],
             Arc::new(AtomicUsize::new(0)),
         )?;
+        let mut streams = Vec::new();
         for object in objects {
-            if let ObjectDef::MaterializedView(view) = &object {
+            if let ObjectDef::MaterializedView(view) = &object
+                && !checkpoint.is_some_and(|c| c.has(view.oid))
+            {
                 replay.until(db, view.log_position).await?;
             }
             let name = object.name().to_string();
-            session.restore(object).await.map_err(|e| {
+            let restored = session.restore(object, checkpoint).await.map_err(|e| {
                 WeirError::new(
                     sqlstate::DATA_CORRUPTED,
                     format!(
@@ -467,8 +509,14 @@ impl Engine {
                     ),
                 )
             })?;
+            streams.extend(restored);
         }
-        replay.until(db, u64::MAX).await
+        replay.until(db, u64::MAX).await?;
+        // Connectors start once every view reading them is back.
+        for (stream, position) in streams {
+            crate::connectors::start_at(db, &stream, position.as_ref())?;
+        }
+        Ok(())
     }
 
     fn session_counter(&self, db_oid: u32) -> Arc<AtomicUsize> {

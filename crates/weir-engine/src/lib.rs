@@ -18,10 +18,12 @@
 //! - [`connectors`]: the connectors that feed streams;
 //! - [`late_rows`], [`system_catalog`]: the `weir_catalog` system tables;
 //! - [`write_log`]: the write-ahead log of users' writes, and its replay;
+//! - [`checkpoint`]: checkpoints of all state to object storage, and recovery;
 //! - [`error`]: errors with their SQLSTATE.
 
 pub mod casts;
 pub mod catalog;
+pub mod checkpoint;
 pub mod connectors;
 pub mod database;
 pub mod engine;

@@ -27,6 +27,8 @@ pub struct MaterializedView {
     /// The view's changelog only inserts (`EMIT ON WINDOW CLOSE`).
     pub append_only: bool,
     job: Mutex<Option<Job>>,
+    /// Restored from a checkpoint taken after its job finished: no job runs.
+    finished: std::sync::atomic::AtomicBool,
 }
 
 impl MaterializedView {
@@ -45,6 +47,7 @@ impl MaterializedView {
             watermark_columns,
             append_only,
             job: Mutex::new(None),
+            finished: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -54,6 +57,13 @@ impl MaterializedView {
 
     pub fn set_job(&self, job: Job) {
         *self.lock_job() = Some(job);
+    }
+
+    /// The view's job had finished when the checkpoint it was restored from
+    /// was taken: its rows are final and no job runs.
+    pub fn mark_finished(&self) {
+        self.finished
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Stops the job (the view was dropped).
@@ -69,6 +79,7 @@ impl MaterializedView {
     pub fn status(&self) -> JobStatus {
         match &*self.lock_job() {
             Some(job) => job.status(),
+            None if self.finished.load(std::sync::atomic::Ordering::Acquire) => JobStatus::Finished,
             None => JobStatus::Failed("not started".into()),
         }
     }

@@ -25,12 +25,14 @@ use crate::late_rows::LateRows;
 use crate::write_log;
 
 /// Where ingested rows come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     /// A user's `INSERT`: logged.
     Insert,
-    /// The stream's connector: not logged (it starts again on restart).
-    Connector,
+    /// The stream's connector, which is at this position just after the rows:
+    /// not logged (checkpoints keep the position, and the connector resumes
+    /// from it).
+    Connector(serde_json::Value),
 }
 
 /// A stream.
@@ -51,6 +53,9 @@ pub struct Stream {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// The log of what users write.
     wal: Arc<Wal>,
+    /// Where the connector is, just after the rows ingested so far (changed
+    /// under the ingestion lock, with the rows).
+    position: Mutex<Option<serde_json::Value>>,
 }
 
 impl Stream {
@@ -70,6 +75,7 @@ impl Stream {
             last_rows: Mutex::new(Instant::now()),
             tasks: Mutex::new(Vec::new()),
             wal,
+            position: Mutex::new(None),
         }
     }
 
@@ -117,11 +123,32 @@ impl Stream {
         Ok(())
     }
 
-    /// Ends the stream (its bounded connector reached its end): the jobs
-    /// reading it finish once they have passed on its rows.
-    pub async fn end(&self) {
+    /// Ends the stream (its bounded connector reached its end, at
+    /// `position`): the jobs reading it finish once they have passed on its
+    /// rows.
+    pub async fn end(&self, position: serde_json::Value) {
         let _ingest = self.ingest.lock().await;
+        self.record_position(position);
         self.feed.end().await;
+    }
+
+    /// Records where the connector is when it moved without rows.
+    pub async fn set_position(&self, position: serde_json::Value) {
+        let _ingest = self.ingest.lock().await;
+        self.record_position(position);
+    }
+
+    fn record_position(&self, position: serde_json::Value) {
+        *self.position.lock().unwrap_or_else(|p| p.into_inner()) = Some(position);
+    }
+
+    /// Where the connector is; the caller holds the ingestion lock, so that
+    /// the position matches the rows published.
+    pub(crate) fn position(&self) -> Option<serde_json::Value> {
+        self.position
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Admits rows: late rows are recorded, the others published with the
@@ -152,7 +179,10 @@ impl Stream {
         };
         let count = rows.num_rows();
         let commit = match origin {
-            Origin::Connector => None,
+            Origin::Connector(position) => {
+                self.record_position(position);
+                None
+            }
             Origin::Insert => {
                 let mut changes = Vec::new();
                 if count > 0 {

@@ -6,7 +6,9 @@
 //! - `weir_catalog.sources`: tables and streams with event time (watermark,
 //!   late rows counted);
 //! - `weir_catalog.late_rows`: the late rows kept, with the watermark each
-//!   found when it arrived.
+//!   found when it arrived;
+//! - `weir_catalog.checkpoints`: the checkpoints taken since the server
+//!   started, and those it found at start (the one it restored, damaged ones).
 //!
 //! Each read builds the rows afresh from the running jobs.
 
@@ -31,7 +33,7 @@ use crate::text_format::{OutputFormat, write_text};
 /// The name of the schema.
 pub const SYSTEM_SCHEMA: &str = "weir_catalog";
 
-const TABLES: [&str; 4] = ["jobs", "late_rows", "operators", "sources"];
+const TABLES: [&str; 5] = ["checkpoints", "jobs", "late_rows", "operators", "sources"];
 
 /// The `weir_catalog` schema of one database.
 #[derive(Debug)]
@@ -215,6 +217,39 @@ fn sources(db: &Database) -> DfResult<RecordBatch> {
     )?)
 }
 
+fn checkpoints(db: &Database) -> DfResult<RecordBatch> {
+    let schema = schema(&[
+        ("epoch", SqlType::BigInt),
+        ("started_at", SqlType::TimestampTz),
+        ("duration_ms", SqlType::BigInt),
+        ("bytes_written", SqlType::BigInt),
+        ("state_bytes", SqlType::BigInt),
+        ("status", SqlType::Text),
+        ("detail", SqlType::Text),
+    ]);
+    let history = db.checkpoint_history();
+    let column = |f: &dyn Fn(&crate::checkpoint::CheckpointRecord) -> i64| -> ArrayRef {
+        bigint(history.iter().map(f).collect())
+    };
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            column(&|c| c.epoch as i64),
+            timestamptz(
+                history
+                    .iter()
+                    .map(|c| (c.started_at_ms > 0).then_some(c.started_at_ms as i64 * 1000))
+                    .collect(),
+            ),
+            column(&|c| c.duration_ms as i64),
+            column(&|c| c.bytes_written as i64),
+            column(&|c| c.state_bytes as i64),
+            text(history.iter().map(|c| Some(c.status.to_string())).collect()),
+            text(history.iter().map(|c| c.detail.clone()).collect()),
+        ],
+    )?)
+}
+
 fn late_rows(db: &Database) -> DfResult<RecordBatch> {
     let schema = schema(&[
         ("relation", SqlType::Text),
@@ -249,6 +284,7 @@ impl SchemaProvider for SystemSchema {
             "operators" => operators(&db)?,
             "sources" => sources(&db)?,
             "late_rows" => late_rows(&db)?,
+            "checkpoints" => checkpoints(&db)?,
             _ => return Ok(None),
         };
         Ok(Some(Arc::new(MemTable::try_new(

@@ -5,11 +5,11 @@
 //! `UPDATE`, `DELETE`, `TRUNCATE`, `CREATE TABLE AS`) and the watermarks those
 //! writes advance, appended under the lock that orders the relation's changes
 //! and synced before the statement completes (`synchronous_commit`). Not
-//! logged: what connectors produce (a connector starts again from its
-//! beginning on restart).
+//! logged: what connectors produce (checkpoints keep their positions).
 //!
-//! At start the engine rebuilds each database's objects in creation order and
-//! replays the log through them: a materialized view starts at the log
+//! At start the engine rebuilds each database's objects in creation order
+//! (from the last checkpoint, see [`crate::checkpoint`]) and replays the log
+//! from the checkpoint's position through them: a materialized view starts at the log
 //! position at which it was created, so that it sees the same changes it saw
 //! the first time (a stream stores nothing: a view created later sees only
 //! later rows), and table rows are back before anything reads them.
@@ -61,12 +61,13 @@ pub(crate) struct Replay {
 }
 
 impl Replay {
-    /// The records of `records` that change one of `relations` (OIDs).
-    pub(crate) fn new(records: &[Record], relations: &HashSet<u32>) -> Self {
+    /// The records of `records` from log position `from` on that change
+    /// one of `relations` (OIDs).
+    pub(crate) fn new(records: &[Record], relations: &HashSet<u32>, from: u64) -> Self {
         Replay {
             records: records
                 .iter()
-                .filter(|r| relations.contains(&r.relation))
+                .filter(|r| r.lsn >= from && relations.contains(&r.relation))
                 .cloned()
                 .collect(),
         }

@@ -21,6 +21,7 @@ use std::task::Poll;
 use datafusion::common::ScalarValue;
 use tokio::sync::mpsc;
 
+use crate::checkpoint::StateReport;
 use crate::exchange::Exchange;
 use crate::feed::Feed;
 use crate::message::{Barrier, Message, Watermark};
@@ -92,13 +93,15 @@ pub struct InputChannel {
 
 /// Runs `operator` until its inputs end, its outputs go away, or it fails.
 /// Barriers of epochs up to `start_epoch` are from before the job subscribed
-/// to its sources (some inputs may still carry them): they are dropped.
-pub async fn run(
+/// to its sources (some inputs may still carry them): they are dropped. At a
+/// checkpoint barrier the operator's state goes to `report`.
+pub(crate) async fn run(
     mut operator: Box<dyn Operator>,
     mut inputs: Vec<InputChannel>,
     mut outputs: Outputs,
     metrics: Arc<NodeMetrics>,
     start_epoch: u64,
+    report: StateReport,
 ) -> Result<()> {
     let n = inputs.len();
     let mut ended = vec![false; n];
@@ -173,6 +176,13 @@ pub async fn run(
             && (0..n).all(|i| ended[i] || holding[i])
         {
             operator.process_barrier(b, &mut out)?;
+            if b.checkpoint {
+                match operator.checkpoint() {
+                    Ok(None) => {}
+                    Ok(Some(state)) => report.report(b.epoch, Ok(state)),
+                    Err(e) => report.report(b.epoch, Err(format!("{}: {e}", operator.name()))),
+                }
+            }
             out.push(Message::Barrier(b));
             holding.iter_mut().for_each(|h| *h = false);
             barrier = None;
@@ -301,6 +311,11 @@ mod tests {
             Outputs::Exchanges(Vec::new()),
             Arc::new(NodeMetrics::default()),
             0,
+            StateReport {
+                states: Default::default(),
+                node: 0,
+                subtask: 0,
+            },
         ));
         a.send(watermark(10)).await.expect("send");
         b.send(watermark(5)).await.expect("send");

@@ -160,7 +160,7 @@ mod tests {
         );
         assert!(
             exchange
-                .send(Message::Barrier(Barrier { epoch: 7 }))
+                .send(Message::Barrier(Barrier::new(7)))
                 .await
                 .expect("send")
         );

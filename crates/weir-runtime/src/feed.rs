@@ -145,14 +145,14 @@ mod tests {
     async fn subscribers_get_backfill_then_live_messages_in_order() {
         let feed = Feed::new(Arc::new(Schema::empty()));
         let backfill: Vec<Message> = (0..40)
-            .map(|epoch| Message::Barrier(Barrier { epoch }))
+            .map(|epoch| Message::Barrier(Barrier::new(epoch)))
             .collect();
         let mut receiver = feed.subscribe(backfill).await;
         let publisher = {
             let feed = feed.clone();
             tokio::spawn(async move {
                 for epoch in 40..100 {
-                    feed.publish(Message::Barrier(Barrier { epoch })).await;
+                    feed.publish(Message::Barrier(Barrier::new(epoch))).await;
                 }
             })
         };
@@ -169,11 +169,11 @@ mod tests {
     async fn an_ended_feed_closes_subscriptions_after_their_messages() {
         let feed = Feed::new(Arc::new(Schema::empty()));
         let mut before = feed.subscribe(vec![]).await;
-        feed.publish(Message::Barrier(Barrier { epoch: 1 })).await;
+        feed.publish(Message::Barrier(Barrier::new(1))).await;
         feed.end().await;
         assert!(matches!(before.recv().await, Some(Message::Barrier(b)) if b.epoch == 1));
         assert!(before.recv().await.is_none(), "the subscription ends");
-        let backfill = vec![Message::Barrier(Barrier { epoch: 7 })];
+        let backfill = vec![Message::Barrier(Barrier::new(7))];
         let mut after = feed.subscribe(backfill).await;
         assert!(matches!(after.recv().await, Some(Message::Barrier(b)) if b.epoch == 7));
         assert!(
@@ -188,7 +188,7 @@ mod tests {
         let feed = Feed::new(Arc::new(Schema::empty()));
         let receiver = feed.subscribe(vec![]).await;
         drop(receiver);
-        feed.publish(Message::Barrier(Barrier { epoch: 1 })).await;
+        feed.publish(Message::Barrier(Barrier::new(1))).await;
         assert!(!feed.has_subscribers().await);
     }
 }

@@ -17,16 +17,18 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use datafusion::common::ScalarValue;
+use datafusion::error::DataFusionError;
 use datafusion::physical_expr::PhysicalExpr;
 use futures::FutureExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::checkpoint::{JobStates, OperatorState, StateReport};
 use crate::driver::{self, InputChannel, NodeMetrics, Outputs};
 use crate::exchange::{self, Exchange};
 use crate::feed::CHANNEL_CAPACITY;
 use crate::message::Message;
-use crate::operator::Operator;
+use crate::operator::{Operator, Result};
 
 /// Where a node reads from.
 pub enum Input {
@@ -113,6 +115,7 @@ pub struct Job {
     pub nodes: Vec<NodeInfo>,
     tasks: Vec<JoinHandle<()>>,
     status: Arc<watch::Sender<JobStatus>>,
+    states: Arc<JobStates>,
 }
 
 impl JobGraph {
@@ -137,6 +140,30 @@ impl JobGraph {
         self.nodes.len() - 1
     }
 
+    /// Hands the operators the states they had at a checkpoint (before the
+    /// job is spawned). The job must be planned as it was then.
+    pub fn restore(&mut self, states: Vec<OperatorState>) -> Result<()> {
+        for OperatorState {
+            node,
+            subtask,
+            state,
+        } in states
+        {
+            let operator = self
+                .nodes
+                .get_mut(node)
+                .and_then(|n| n.subtasks.get_mut(subtask))
+                .ok_or_else(|| {
+                    DataFusionError::Execution(format!(
+                        "the checkpoint holds state of node {node}, subtask {subtask}, \
+                         which the job does not have"
+                    ))
+                })?;
+            operator.restore(state)?;
+        }
+        Ok(())
+    }
+
     /// Starts the job. The last node, which must have one subtask, sends its
     /// output to `sink`. The job subscribed to its sources after the barrier
     /// of `start_epoch`.
@@ -154,6 +181,7 @@ impl JobGraph {
             .map(|p| (0..*p).map(|_| Vec::new()).collect())
             .collect();
         let status = Arc::new(watch::Sender::new(JobStatus::Running));
+        let states = Arc::new(JobStates::default());
         let mut tasks = Vec::new();
         let mut specs = Vec::with_capacity(count);
         let mut labels = Vec::with_capacity(count);
@@ -210,7 +238,9 @@ impl JobGraph {
                 inputs: labels[id].clone(),
                 subtasks: Vec::with_capacity(subtasks.len()),
             };
-            for ((operator, inputs), exchanges) in subtasks.into_iter().zip(inputs).zip(outputs) {
+            for (subtask, ((operator, inputs), exchanges)) in
+                subtasks.into_iter().zip(inputs).zip(outputs).enumerate()
+            {
                 let metrics = Arc::new(NodeMetrics::default());
                 info.subtasks.push(metrics.clone());
                 let outputs = if id + 1 == count
@@ -223,8 +253,13 @@ impl JobGraph {
                 let status = status.clone();
                 let name = operator.name();
                 let last = id + 1 == count;
+                let report = StateReport {
+                    states: states.clone(),
+                    node: id,
+                    subtask,
+                };
                 tasks.push(tokio::spawn(async move {
-                    let run = driver::run(operator, inputs, outputs, metrics, start_epoch);
+                    let run = driver::run(operator, inputs, outputs, metrics, start_epoch, report);
                     // A panic in an operator fails the job, like an error.
                     let error = match AssertUnwindSafe(run).catch_unwind().await {
                         Ok(Ok(())) => {
@@ -245,6 +280,7 @@ impl JobGraph {
             nodes,
             tasks,
             status,
+            states,
         }
     }
 }
@@ -295,6 +331,11 @@ impl Job {
             // The sender lives as long as the job.
             Err(_) => self.status(),
         }
+    }
+
+    /// What the job's operators handed over at checkpoint barriers.
+    pub fn states(&self) -> &Arc<JobStates> {
+        &self.states
     }
 
     /// Total bytes of state of the job's operators.

@@ -9,8 +9,10 @@
 //! - [`exchange`]: the hash shuffle in front of a node's parallel subtasks;
 //! - [`graph`]: a job, built node by node and run;
 //! - [`feed`]: changelogs that jobs subscribe to;
-//! - [`view_sink`]: a materialized view's rows and changelog, fed by its job.
+//! - [`view_sink`]: a materialized view's rows and changelog, fed by its job;
+//! - [`checkpoint`]: operator state handed over at checkpoint barriers.
 
+pub mod checkpoint;
 pub mod driver;
 pub mod exchange;
 pub mod feed;
@@ -20,6 +22,7 @@ pub mod operator;
 pub mod operators;
 pub mod view_sink;
 
+pub use checkpoint::{JobStates, OperatorState};
 pub use driver::{NodeMetrics, Outputs};
 pub use feed::Feed;
 pub use graph::{Input, Job, JobGraph, JobStatus, NodeInfo};

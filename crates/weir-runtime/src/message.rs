@@ -151,6 +151,27 @@ pub struct Watermark {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Barrier {
     pub epoch: u64,
+    /// Stateful operators hand over their state when it reaches them (a
+    /// checkpoint); otherwise the barrier only marks progress (`FLUSH`).
+    pub checkpoint: bool,
+}
+
+impl Barrier {
+    /// A barrier that marks progress.
+    pub fn new(epoch: u64) -> Self {
+        Barrier {
+            epoch,
+            checkpoint: false,
+        }
+    }
+
+    /// A barrier at which operators hand over their state.
+    pub fn checkpoint(epoch: u64) -> Self {
+        Barrier {
+            epoch,
+            checkpoint: true,
+        }
+    }
 }
 
 /// A message between operators.

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use arrow::array::RecordBatch;
 use datafusion::error::DataFusionError;
 
 use crate::message::{Barrier, Chunk, Message, Watermark};
@@ -43,6 +44,22 @@ pub trait Operator: Send + 'static {
     /// Bytes of state the operator holds.
     fn state_bytes(&self) -> usize {
         0
+    }
+
+    /// The operator's state at a checkpoint barrier (after
+    /// [`process_barrier`](Operator::process_barrier)); `None` when it keeps
+    /// none. An error fails the checkpoint, not the job.
+    fn checkpoint(&mut self) -> Result<Option<RecordBatch>> {
+        Ok(None)
+    }
+
+    /// Takes back a state [`checkpoint`](Operator::checkpoint) handed over,
+    /// before the operator sees any message.
+    fn restore(&mut self, _state: RecordBatch) -> Result<()> {
+        Err(DataFusionError::Internal(format!(
+            "{} keeps no state to restore",
+            self.name()
+        )))
     }
 }
 

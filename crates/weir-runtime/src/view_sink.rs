@@ -12,7 +12,8 @@ use tokio::sync::{Mutex, mpsc, watch};
 use weir_state::ViewData;
 
 use crate::feed::Feed;
-use crate::message::{Chunk, Message};
+use crate::message::{Chunk, Message, Watermark};
+use arrow::array::RecordBatch;
 
 /// The output of a materialized view's job.
 #[derive(Debug)]
@@ -22,6 +23,16 @@ pub struct ViewSink {
     /// The last watermark per column, for jobs that start reading the view.
     watermarks: Mutex<std::collections::BTreeMap<usize, Message>>,
     epoch: watch::Sender<u64>,
+    /// The rows and watermarks at the last checkpoint barrier.
+    checkpoint: std::sync::Mutex<Option<ViewCheckpoint>>,
+}
+
+/// A view's content at a checkpoint barrier.
+#[derive(Debug, Clone)]
+pub struct ViewCheckpoint {
+    pub epoch: u64,
+    pub rows: Arc<[RecordBatch]>,
+    pub watermarks: Vec<Watermark>,
 }
 
 impl ViewSink {
@@ -32,7 +43,35 @@ impl ViewSink {
             feed,
             watermarks: Mutex::new(std::collections::BTreeMap::new()),
             epoch: watch::Sender::new(0),
+            checkpoint: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Takes back the rows and watermarks of a checkpoint, before the job
+    /// starts.
+    pub async fn restore(
+        &self,
+        rows: &[RecordBatch],
+        watermarks: Vec<Watermark>,
+    ) -> Result<(), arrow::error::ArrowError> {
+        for batch in rows {
+            self.data.apply(batch, None)?;
+        }
+        let mut saved = self.watermarks.lock().await;
+        for watermark in watermarks {
+            saved.insert(watermark.column, Message::Watermark(watermark));
+        }
+        Ok(())
+    }
+
+    /// The content at the checkpoint barrier of `epoch`, once the view has
+    /// applied it.
+    pub fn checkpointed(&self, epoch: u64) -> Option<ViewCheckpoint> {
+        self.checkpoint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .filter(|c| c.epoch == epoch)
     }
 
     pub fn data(&self) -> &Arc<ViewData> {
@@ -53,6 +92,20 @@ impl ViewSink {
             Message::Watermark(w) => {
                 watermarks.insert(w.column, message.clone());
             }
+            Message::Barrier(b) if b.checkpoint => {
+                let checkpoint = ViewCheckpoint {
+                    epoch: b.epoch,
+                    rows: self.data.snapshot()?,
+                    watermarks: watermarks
+                        .values()
+                        .filter_map(|m| match m {
+                            Message::Watermark(w) => Some(w.clone()),
+                            _ => None,
+                        })
+                        .collect(),
+                };
+                *self.checkpoint.lock().unwrap_or_else(|p| p.into_inner()) = Some(checkpoint);
+            }
             Message::Barrier(_) => {}
         }
         let barrier = match &message {
@@ -66,15 +119,21 @@ impl ViewSink {
         Ok(())
     }
 
-    /// A subscription to the view's changes that starts with its rows.
+    /// A subscription to the view's changes that starts with its rows (with
+    /// `rows`; a job restored from a checkpoint has them in its state) and
+    /// its watermarks.
     pub async fn subscribe(
         &self,
         sender: mpsc::Sender<Message>,
+        rows: bool,
     ) -> Result<(), arrow::error::ArrowError> {
         let watermarks = self.watermarks.lock().await;
-        let backfill = self
-            .data
-            .snapshot()?
+        let content = if rows {
+            self.data.snapshot()?
+        } else {
+            Arc::from(Vec::new())
+        };
+        let backfill = content
             .iter()
             .map(|batch| Message::Chunk(Chunk::inserts(batch.clone())))
             .chain(watermarks.values().cloned())

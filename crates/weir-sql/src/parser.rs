@@ -177,6 +177,10 @@ impl WeirParser<'_> {
             self.parser.next_token();
             return Ok(Statement::Flush);
         }
+        if self.peek_words(0, &["checkpoint"]) {
+            self.parser.next_token();
+            return Ok(Statement::Checkpoint);
+        }
         if self.peek_words(0, &["fetch"]) {
             return self.parse_fetch();
         }

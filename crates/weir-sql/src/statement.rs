@@ -23,6 +23,8 @@ pub enum Statement {
     DropStream(DropStream),
     /// `FLUSH`: waits until every materialized view reflects prior writes.
     Flush,
+    /// `CHECKPOINT`: takes a checkpoint now.
+    Checkpoint,
     /// `FETCH ... WITH (timeout = '1s')`: a `FETCH` (the statement) that
     /// returns the rows ready when the timeout passes, if fewer came.
     FetchWithTimeout(Box<ast::Statement>, std::time::Duration),
@@ -160,6 +162,7 @@ impl fmt::Display for Statement {
                 write!(f, "DROP STREAM {}", names.join(", "))
             }
             Statement::Flush => write!(f, "FLUSH"),
+            Statement::Checkpoint => write!(f, "CHECKPOINT"),
             Statement::FetchWithTimeout(fetch, timeout) => {
                 write!(f, "{fetch} WITH (timeout = '{}ms')", timeout.as_millis())
             }

@@ -6,13 +6,16 @@
 //! - [`durable_file`]: a small document (the catalog) kept atomically in object
 //!   storage;
 //! - [`wal`]: the write-ahead log of the changes users write, synced before
-//!   they are acknowledged.
+//!   they are acknowledged;
+//! - [`checkpoint`]: checkpoints' files and manifests in object storage.
 
+pub mod checkpoint;
 pub mod durable_file;
 pub mod table;
 pub mod view;
 pub mod wal;
 
+pub use checkpoint::{CheckpointError, CheckpointStore, FileEntry, Manifest};
 pub use durable_file::DurableFile;
 pub use table::{TableData, TableWriter, WriteError};
 pub use view::ViewData;

@@ -35,7 +35,20 @@ enum Command {
         #[arg(long, env = "WEIR_MAX_CONNECTIONS", default_value_t = weir_server::DEFAULT_MAX_CONNECTIONS as u64,
               value_parser = clap::value_parser!(u64).range(1..100_000))]
         max_connections: u64,
+        /// How often a checkpoint is taken (`10s`, `1min`, `500ms`); `0`
+        /// for only on `CHECKPOINT` and at shutdown.
+        #[arg(long, env = "WEIR_CHECKPOINT_INTERVAL", default_value = "10s",
+              value_parser = parse_interval)]
+        checkpoint_interval: std::time::Duration,
     },
+}
+
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    if text.trim() == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    weir_sql::parse_duration(text)
+        .ok_or_else(|| format!("expected a duration such as '10s' or '1min', got '{text}'"))
 }
 
 fn main() -> ExitCode {
@@ -60,12 +73,19 @@ fn main() -> ExitCode {
             listen,
             data_dir,
             max_connections,
-        } => runtime.block_on(serve(listen, data_dir, max_connections as usize)),
+            checkpoint_interval,
+        } => {
+            let mut config = EngineConfig::new(&data_dir);
+            config.checkpoint_interval =
+                (!checkpoint_interval.is_zero()).then_some(checkpoint_interval);
+            runtime.block_on(serve(listen, config, max_connections as usize))
+        }
     }
 }
 
-async fn serve(listen: SocketAddr, data_dir: PathBuf, max_connections: usize) -> ExitCode {
-    let engine = match Engine::open(EngineConfig::new(&data_dir)).await {
+async fn serve(listen: SocketAddr, config: EngineConfig, max_connections: usize) -> ExitCode {
+    let data_dir = config.data_dir.clone();
+    let engine = match Engine::open(config).await {
         Ok(engine) => engine,
         Err(e) => {
             tracing::error!(
@@ -104,7 +124,12 @@ async fn serve(listen: SocketAddr, data_dir: PathBuf, max_connections: usize) ->
             ExitCode::SUCCESS
         }
     };
-    // What was logged reaches the disk; writes still running fail.
+    // A last checkpoint, so the next start replays nothing; then what was
+    // logged reaches the disk, and writes still running fail.
+    match engine.checkpoint().await {
+        Ok(epoch) => tracing::info!(epoch, "final checkpoint committed"),
+        Err(e) => tracing::warn!(error = %e.message, "final checkpoint failed"),
+    }
     engine.close();
     code
 }

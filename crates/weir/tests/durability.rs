@@ -25,6 +25,9 @@ impl Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            // Checkpoints come and go while the server is killed, some of
+            // them cut short.
+            .args(["--checkpoint-interval", "300ms"])
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())

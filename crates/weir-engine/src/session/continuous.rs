@@ -126,7 +126,7 @@ impl Session {
             // As for a view: the job's sources are subscribed between barriers.
             let barriers = self.engine.barrier_lock().await;
             stream_plan
-                .start(sink, *barriers, self.engine.wal())
+                .start(sink, *barriers, self.engine.wal(), None)
                 .await?
                 .0
         };

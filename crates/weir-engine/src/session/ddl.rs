@@ -238,10 +238,10 @@ impl Session {
         Ok(Arc::new(Table::new(def, defaults, event_time)))
     }
 
-    pub(crate) fn restore_table(&mut self, def: TableDef) -> Result<()> {
+    pub(crate) fn restore_table(&mut self, def: TableDef) -> Result<Arc<Table>> {
         let table = self.build_table(def)?;
-        self.db.add(Relation::Table(table));
-        Ok(())
+        self.db.add(Relation::Table(table.clone()));
+        Ok(table)
     }
 
     pub(crate) async fn create_view(&mut self, create: &CreateView) -> Result<Output> {

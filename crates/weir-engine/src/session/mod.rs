@@ -34,12 +34,13 @@ use datafusion::sql::sqlparser::ast;
 use weir_sql::Statement;
 
 use crate::catalog::ObjectDef;
+use crate::checkpoint::Recovery;
 use crate::database::{Database, PUBLIC_SCHEMA, SessionCatalogs};
 use crate::engine::Engine;
 use crate::error::{Result, WeirError, sqlstate};
 use crate::output::{Notice, Output};
 use crate::pg_catalog::functions::{self, SharedSettings, arrow_time_zone};
-use crate::relation::Table;
+use crate::relation::{Stream, Table};
 use crate::settings::Settings;
 
 pub(crate) use dml::ModifyKind;
@@ -331,15 +332,52 @@ impl Session {
         }
     }
 
-    /// Rebuilds a saved object (at startup).
-    pub(crate) async fn restore(&mut self, object: ObjectDef) -> Result<()> {
+    /// Rebuilds a saved object (at startup), with what `checkpoint` holds of
+    /// it, if anything. A stream is returned with its connector's position:
+    /// the caller starts its tasks once every object is back.
+    pub(crate) async fn restore(
+        &mut self,
+        object: ObjectDef,
+        checkpoint: Option<&Recovery>,
+    ) -> Result<Option<(Arc<Stream>, Option<serde_json::Value>)>> {
+        let oid = object.oid();
+        let checkpoint = checkpoint.filter(|c| c.has(oid));
+        let watermark = checkpoint.and_then(|c| c.watermark_micros(oid));
         match object {
-            ObjectDef::Table(def) => self.restore_table(def),
-            ObjectDef::View(def) => self.restore_view(def).await,
-            ObjectDef::Stream(def) => self.restore_stream(def),
+            ObjectDef::Table(def) => {
+                let table = self.restore_table(def)?;
+                if let Some(checkpoint) = checkpoint {
+                    let rows = checkpoint.rows(oid).await?;
+                    table.data.writer().await.insert(&rows).map_err(|e| {
+                        WeirError::new(sqlstate::DATA_CORRUPTED, format!("checkpoint rows: {e}"))
+                    })?;
+                }
+                if let (Some(event_time), Some(micros)) = (&table.event_time, watermark) {
+                    event_time.advance_to(micros)?;
+                }
+                Ok(None)
+            }
+            ObjectDef::View(def) => self.restore_view(def).await.map(|()| None),
+            ObjectDef::Stream(def) => {
+                let position = checkpoint.and_then(|c| c.source_position(oid)).cloned();
+                let stream = self.restore_stream(def)?;
+                if let (Some(event_time), Some(micros)) = (&stream.event_time, watermark) {
+                    event_time.advance_to(micros)?;
+                }
+                Ok(Some((stream, position)))
+            }
             ObjectDef::MaterializedView(def) => {
-                self.start_materialized_view(def, streams::Start::Restore)
+                let start = match checkpoint {
+                    Some(checkpoint) => streams::Start::Checkpoint {
+                        rows: checkpoint.rows(oid).await?,
+                        states: checkpoint.operator_states(oid).await?,
+                        finished: checkpoint.finished(oid),
+                    },
+                    None => streams::Start::Restore,
+                };
+                self.start_materialized_view(def, start)
                     .await
+                    .map(|()| None)
             }
         }
     }
@@ -401,7 +439,8 @@ impl Session {
             Statement::CreateStream(_)
             | Statement::CreateMaterializedView(_)
             | Statement::DropStream(_)
-            | Statement::Flush => Plan::Utility(None),
+            | Statement::Flush
+            | Statement::Checkpoint => Plan::Utility(None),
             Statement::FetchWithTimeout(fetch, _) => Plan::Utility(match fetch.as_ref() {
                 ast::Statement::Fetch { name, .. } => self
                     .cursors
@@ -533,6 +572,7 @@ fn writes(statement: &Statement) -> bool {
         Statement::ShowObjects(_)
         | Statement::ExplainMaterializedView(_)
         | Statement::Flush
+        | Statement::Checkpoint
         | Statement::FetchWithTimeout(..) => false,
     }
 }

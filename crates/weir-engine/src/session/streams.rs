@@ -6,6 +6,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::sql::resolve::resolve_table_references;
 use datafusion::sql::sqlparser::ast;
+use weir_runtime::OperatorState;
 use weir_runtime::{Outputs, ViewSink};
 use weir_sql::{CreateMaterializedView, CreateStream, DropStream, Emit, SqlType, StreamKind};
 use weir_state::ViewData;
@@ -23,12 +24,18 @@ use crate::streaming::planner::{self, StreamPlan};
 use crate::streaming::window_function::name_arguments;
 
 /// Why a materialized view's job starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Start {
     /// `CREATE MATERIALIZED VIEW`: it reads from the current log position.
     Create,
     /// At startup: it reads from the log position saved in its definition.
     Restore,
+    /// At startup, from a checkpoint: its rows and its operators' states
+    /// (with no job when it had finished).
+    Checkpoint {
+        rows: Vec<RecordBatch>,
+        states: Vec<OperatorState>,
+        finished: bool,
+    },
 }
 
 impl Session {
@@ -108,11 +115,13 @@ impl Session {
         Ok(Output::Command(CommandTag::new(create_tag(create))))
     }
 
-    /// Rebuilds a saved stream (at startup) and starts its connector.
-    pub(crate) fn restore_stream(&mut self, def: StreamDef) -> Result<()> {
+    /// Rebuilds a saved stream (at startup). Its tasks are started once
+    /// every object is back (so that every view reading it sees its
+    /// connector's rows from the same position).
+    pub(crate) fn restore_stream(&mut self, def: StreamDef) -> Result<Arc<Stream>> {
         let stream = self.build_stream(def)?;
         self.db.add(Relation::Stream(stream.clone()));
-        crate::connectors::start(&self.db, &stream)
+        Ok(stream)
     }
 
     /// A stream from its definition (also at startup).
@@ -205,6 +214,7 @@ impl Session {
         mut def: MaterializedViewDef,
         start: Start,
     ) -> Result<()> {
+        let create = matches!(start, Start::Create);
         let query = parse_query(&def.query)?;
         let emit = if def.emit_on_window_close {
             Emit::OnWindowClose
@@ -224,15 +234,36 @@ impl Session {
         let sink = ViewSink::new(data);
         let watermark_columns = plan.watermark_columns.clone();
         let append_only = plan.append_only;
-        // Sources are subscribed and the view registered between two
-        // barriers, so that FLUSH waits for it or not at all.
-        let barriers = self.engine.barrier_lock().await;
-        let (job, position) = plan
-            .start(Outputs::View(sink.clone()), *barriers, self.engine.wal())
-            .await?;
-        if start == Start::Create {
-            def.log_position = position;
-        }
+        let (restore, finished) = match start {
+            Start::Checkpoint {
+                rows,
+                states,
+                finished,
+            } => {
+                sink.restore(&rows, Vec::new()).await?;
+                (Some(states), finished)
+            }
+            Start::Create | Start::Restore => (None, false),
+        };
+        let job = if finished {
+            None
+        } else {
+            // Sources are subscribed and the view registered between two
+            // barriers, so that FLUSH waits for it or not at all.
+            let barriers = self.engine.barrier_lock().await;
+            let (job, position) = plan
+                .start(
+                    Outputs::View(sink.clone()),
+                    *barriers,
+                    self.engine.wal(),
+                    restore,
+                )
+                .await?;
+            if create {
+                def.log_position = position;
+            }
+            Some(job)
+        };
         let view = Arc::new(MaterializedView::new(
             def,
             sink,
@@ -240,7 +271,10 @@ impl Session {
             watermark_columns,
             append_only,
         ));
-        view.set_job(job);
+        match job {
+            Some(job) => view.set_job(job),
+            None => view.mark_finished(),
+        }
         self.db.add(Relation::MaterializedView(view));
         Ok(())
     }

@@ -60,6 +60,10 @@ impl Session {
             }
             Statement::DropStream(drop) => return self.drop_stream(drop).await,
             Statement::Flush => return self.flush().await,
+            Statement::Checkpoint => {
+                self.engine.checkpoint().await?;
+                return Ok(Output::Command(CommandTag::new("CHECKPOINT")));
+            }
             Statement::FetchWithTimeout(fetch, timeout) => {
                 let ast::Statement::Fetch {
                     name,

@@ -724,11 +724,15 @@ impl StreamPlan {
     /// Every source is subscribed under its write lock, all held at once, and
     /// the write-ahead log position read then is returned: the job sees
     /// exactly the logged writes from that position on (see `write_log`).
+    /// With `restore`, the operators get back the states a checkpoint kept,
+    /// and the job subscribes to its sources without their content (it is
+    /// in the states already).
     pub async fn start(
         self,
         sink: Outputs,
         epoch: u64,
         wal: &Wal,
+        restore: Option<Vec<weir_runtime::OperatorState>>,
     ) -> Result<(weir_runtime::Job, u64)> {
         let mut graph = JobGraph::default();
         let mut sources = Vec::new();
@@ -748,8 +752,12 @@ impl StreamPlan {
                 .collect();
             graph.add_parallel(node.subtasks, node.keys, inputs);
         }
+        let content = restore.is_none();
+        if let Some(states) = restore {
+            graph.restore(states)?;
+        }
         let job = graph.spawn(sink, epoch);
-        let position = subscribe_all(sources, wal).await?;
+        let position = subscribe_all(sources, wal, content).await?;
         Ok((job, position))
     }
 }
@@ -765,8 +773,13 @@ enum WriteLock<'a> {
 }
 
 /// Takes the write locks of every source (in OID order, as `DROP` does),
-/// reads the log position, and subscribes each sender to its relation.
-async fn subscribe_all(sources: Vec<(Relation, mpsc::Sender<Message>)>, wal: &Wal) -> Result<u64> {
+/// reads the log position, and subscribes each sender to its relation (with
+/// `content`, starting with the relation's rows).
+async fn subscribe_all(
+    sources: Vec<(Relation, mpsc::Sender<Message>)>,
+    wal: &Wal,
+    content: bool,
+) -> Result<u64> {
     let mut relations: Vec<Relation> = sources.iter().map(|(r, _)| r.clone()).collect();
     relations.sort_by_key(Relation::oid);
     relations.dedup_by_key(|r| r.oid());
@@ -784,22 +797,28 @@ async fn subscribe_all(sources: Vec<(Relation, mpsc::Sender<Message>)>, wal: &Wa
     let position = wal.position();
     for (relation, sender) in sources {
         let lock = locks.get(&relation.oid()).unwrap_or(&WriteLock::None);
-        subscribe(&relation, sender, lock).await?;
+        subscribe(&relation, sender, lock, content).await?;
     }
     Ok(position)
 }
 
-/// Subscribes `sender` to a relation's changelog, starting with its content;
-/// the caller holds the relation's write lock.
+/// Subscribes `sender` to a relation's changelog, starting with its
+/// watermark and (with `content`) its rows; the caller holds the relation's
+/// write lock.
 async fn subscribe(
     relation: &Relation,
     sender: mpsc::Sender<Message>,
     lock: &WriteLock<'_>,
+    content: bool,
 ) -> Result<()> {
     match (relation, lock) {
         (Relation::Table(table), WriteLock::Table(writer)) => {
-            let mut backfill: Vec<Message> = writer
-                .snapshot()
+            let rows = if content {
+                writer.snapshot()
+            } else {
+                Arc::from(Vec::new())
+            };
+            let mut backfill: Vec<Message> = rows
                 .iter()
                 .map(|b| Message::Chunk(Chunk::inserts(b.clone())))
                 .collect();
@@ -818,7 +837,7 @@ async fn subscribe(
                 .collect();
             stream.feed.subscribe_with(sender, backfill).await;
         }
-        (Relation::MaterializedView(view), _) => view.sink.subscribe(sender).await?,
+        (Relation::MaterializedView(view), _) => view.sink.subscribe(sender, content).await?,
         (relation, _) => {
             return Err(WeirError::internal(format!(
                 "{} \"{}\" cannot be subscribed to",

@@ -14,9 +14,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int8Array, RecordBatch, UInt32Array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int8Array, Int64Array, RecordBatch, UInt32Array,
+};
 use arrow::compute::{cast, take};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
@@ -24,6 +26,7 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
+use crate::checkpoint::{AccumulatorStates, merge_states, scalar_column, state_batch, state_error};
 use crate::message::{Barrier, Chunk, Message, Op, Watermark};
 use crate::operator::{Operator, Result};
 
@@ -526,6 +529,109 @@ impl Operator for Aggregate {
     fn state_bytes(&self) -> usize {
         self.state_bytes + self.groups.len() * std::mem::size_of::<Group>()
     }
+
+    /// One row per group: its key, its row count, its accumulators' states.
+    fn checkpoint(&mut self) -> Result<Option<RecordBatch>> {
+        if self.retracting {
+            // Over a changelog an accumulator must come back able to retract
+            // what it holds: the states of these keep all of it.
+            if let Some(call) = self.calls.iter().find(|c| {
+                c.function.is_distinct()
+                    || !["sum", "count", "avg", "min", "max"].contains(&c.function.fun().name())
+            }) {
+                return Err(DataFusionError::NotImplemented(format!(
+                    "the state of {} over an input with updates or deletions cannot be \
+                     checkpointed yet",
+                    call.function.name()
+                )));
+            }
+        }
+        let mut fresh = self.accumulators()?;
+        let mut states = AccumulatorStates::new(&mut fresh)?;
+        let mut keys: Vec<Vec<ScalarValue>> = vec![Vec::new(); self.group_exprs.len()];
+        let mut rows = Vec::with_capacity(self.groups.len());
+        for group in self.groups.values_mut() {
+            for (column, value) in keys.iter_mut().zip(&group.key) {
+                column.push(value.clone());
+            }
+            rows.push(group.rows);
+            states.push(&mut group.accumulators)?;
+        }
+        let mut columns = Vec::new();
+        for (i, values) in keys.into_iter().enumerate() {
+            let data_type = self.output_schema.field(i).data_type();
+            columns.push((format!("key_{i}"), scalar_column(values, data_type)?));
+        }
+        let count = rows.len();
+        columns.push((
+            "rows".to_string(),
+            Arc::new(Int64Array::from(rows)) as ArrayRef,
+        ));
+        columns.extend(states.finish()?);
+        Ok(Some(state_batch(columns, count)?))
+    }
+
+    fn restore(&mut self, state: RecordBatch) -> Result<()> {
+        let k = self.group_exprs.len();
+        let columns = state.columns();
+        if columns.len() <= k {
+            return Err(state_error(
+                "the saved aggregation state has too few columns",
+            ));
+        }
+        let keys = &columns[..k];
+        let rows = columns[k]
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| state_error("the saved row counts are not integers"))?;
+        let states = &columns[k + 1..];
+        let widths = AccumulatorStates::widths(&mut self.accumulators()?)?;
+        let converted = if self.is_global() {
+            None
+        } else {
+            Some(self.converter.convert_columns(keys)?)
+        };
+        let emit_on_close = self.window.is_some_and(|w| w.emit_on_close);
+        for i in 0..state.num_rows() {
+            let key = match &converted {
+                Some(converted) => converted.row(i).owned(),
+                None => self.global_key.clone(),
+            };
+            let mut accumulators = self.accumulators()?;
+            merge_states(states, &widths, i, &mut accumulators)?;
+            let mut group = Group {
+                key: keys
+                    .iter()
+                    .map(|k| ScalarValue::try_from_array(k, i))
+                    .collect::<Result<Vec<_>>>()?,
+                accumulators,
+                rows: rows.value(i),
+                emitted: None,
+                bytes: 0,
+            };
+            // Every group's current values are what was last emitted (each
+            // chunk's changes are emitted as it is processed), unless groups
+            // emit only when their window closes.
+            if !emit_on_close {
+                group.emitted = Some(group.values()?);
+            }
+            group.bytes = group.accumulators.iter().map(|a| a.size()).sum::<usize>()
+                + group.key.iter().map(ScalarValue::size).sum::<usize>();
+            self.state_bytes += group.bytes;
+            if let Some(window) = self.window
+                && let Some(start) = group.key.get(window.key)
+                && !start.is_null()
+            {
+                self.windows
+                    .entry(Ordered(start.clone()))
+                    .or_default()
+                    .push(key.clone());
+            }
+            self.groups.insert(key, group);
+        }
+        // The checkpoint was taken at a barrier, after the start.
+        self.started = true;
+        Ok(())
+    }
 }
 
 /// A scalar ordered for a BTreeMap (values of one column compare totally).
@@ -621,11 +727,35 @@ impl Accumulator for RetractableExtreme {
         std::mem::size_of::<Self>() + self.bytes + self.values.len() * 16
     }
 
+    /// Every value with its count (two lists), so that a restored
+    /// accumulator can still retract any of them.
     fn state(&mut self) -> datafusion::common::Result<Vec<ScalarValue>> {
-        Ok(vec![self.evaluate()?])
+        let values: Vec<ScalarValue> = self.values.keys().map(|v| v.0.clone()).collect();
+        let counts: Vec<ScalarValue> = self
+            .values
+            .values()
+            .map(|c| ScalarValue::Int64(Some(*c)))
+            .collect();
+        Ok(vec![
+            ScalarValue::List(ScalarValue::new_list_nullable(&values, &self.data_type)),
+            ScalarValue::List(ScalarValue::new_list_nullable(&counts, &DataType::Int64)),
+        ])
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> datafusion::common::Result<()> {
-        self.change(states, 1)
+        let (Some(values), Some(counts)) = (states.first(), states.get(1)) else {
+            return Err(state_error("min/max state without its counts"));
+        };
+        let (values, counts) = (values.as_list::<i32>(), counts.as_list::<i32>());
+        for row in 0..values.len() {
+            let (values, counts) = (values.value(row), counts.value(row));
+            let counts = counts
+                .as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| state_error("min/max counts are not integers"))?;
+            for i in 0..values.len() {
+                self.change(&[values.slice(i, 1)], counts.value(i))?;
+            }
+        }
+        Ok(())
     }
 }

@@ -15,7 +15,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, PrimitiveArray, RecordBatch, UInt32Array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, PrimitiveArray, RecordBatch, UInt32Array,
+};
 use arrow::compute::take;
 use arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit};
 use arrow::row::{OwnedRow, RowConverter, SortField};
@@ -26,6 +28,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::aggregate::{AggregateCall, Changes, call_inputs, call_rows, global_key};
 use super::window::{duration, micros_per_unit, time_unit, timestamp_value, timestamps, to_unit};
+use crate::checkpoint::{AccumulatorStates, merge_states, scalar_column, state_batch, state_error};
 use crate::message::{Chunk, Message, Op, Watermark};
 use crate::operator::{Operator, Result};
 
@@ -194,11 +197,9 @@ impl SessionAggregate {
         output_schema: SchemaRef,
         emit_on_close: bool,
     ) -> Result<Self> {
-        let partition_types: Vec<SortField> = bounds
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.is_none())
-            .map(|(i, _)| SortField::new(output_schema.field(i).data_type().clone()))
+        let partition_types: Vec<SortField> = partition_types(&bounds, &output_schema)
+            .into_iter()
+            .map(SortField::new)
             .collect();
         let converter = if partition_types.is_empty() {
             None
@@ -229,6 +230,12 @@ impl SessionAggregate {
             .iter()
             .map(|call| call.function.create_accumulator())
             .collect()
+    }
+
+    /// The types of the partition keys (the group keys that are not window
+    /// bounds).
+    fn partition_types(&self) -> Vec<DataType> {
+        partition_types(&self.bounds, &self.output_schema)
     }
 
     /// The output type of the window bounds (the time column's).
@@ -343,6 +350,16 @@ impl SessionAggregate {
         }
         Ok(())
     }
+}
+
+/// The types of the group keys that are not window bounds.
+fn partition_types(bounds: &[Option<SessionBound>], output_schema: &SchemaRef) -> Vec<DataType> {
+    bounds
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.is_none())
+        .map(|(i, _)| output_schema.field(i).data_type().clone())
+        .collect()
 }
 
 /// A timestamp scalar of `data_type` (a timestamp type).
@@ -535,6 +552,94 @@ impl Operator for SessionAggregate {
 
     fn state_bytes(&self) -> usize {
         self.state_bytes + self.sessions * std::mem::size_of::<Session>()
+    }
+
+    /// One row per open session: its partition key, start and end (in the
+    /// time column's unit), its accumulators' states.
+    fn checkpoint(&mut self) -> Result<Option<RecordBatch>> {
+        let mut fresh = self.accumulators()?;
+        let mut states = AccumulatorStates::new(&mut fresh)?;
+        let key_types = self.partition_types();
+        let mut keys: Vec<Vec<ScalarValue>> = vec![Vec::new(); key_types.len()];
+        let (mut starts, mut ends) = (Vec::new(), Vec::new());
+        for partition in self.partitions.values_mut() {
+            for (start, session) in partition.sessions.iter_mut() {
+                for (column, value) in keys.iter_mut().zip(&partition.key) {
+                    column.push(value.clone());
+                }
+                starts.push(*start);
+                ends.push(session.end);
+                states.push(&mut session.accumulators)?;
+            }
+        }
+        let mut columns = Vec::new();
+        for (i, (values, data_type)) in keys.into_iter().zip(&key_types).enumerate() {
+            columns.push((format!("key_{i}"), scalar_column(values, data_type)?));
+        }
+        let count = starts.len();
+        columns.push((
+            "start".into(),
+            Arc::new(Int64Array::from(starts)) as ArrayRef,
+        ));
+        columns.push(("end".into(), Arc::new(Int64Array::from(ends)) as ArrayRef));
+        columns.extend(states.finish()?);
+        Ok(Some(state_batch(columns, count)?))
+    }
+
+    fn restore(&mut self, state: RecordBatch) -> Result<()> {
+        let k = self.partition_types().len();
+        let columns = state.columns();
+        if columns.len() < k + 2 {
+            return Err(state_error("the saved session state has too few columns"));
+        }
+        let keys = &columns[..k];
+        let bound = |i: usize| {
+            columns[i]
+                .as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| state_error("the saved session bounds are not integers"))
+        };
+        let (starts, ends) = (bound(k)?, bound(k + 1)?);
+        let states = &columns[k + 2..];
+        let widths = AccumulatorStates::widths(&mut self.accumulators()?)?;
+        let converted = match &self.converter {
+            Some(converter) => Some(converter.convert_columns(keys)?),
+            None => None,
+        };
+        for i in 0..state.num_rows() {
+            let key = match &converted {
+                Some(converted) => converted.row(i).owned(),
+                None => self.global_key.clone(),
+            };
+            let mut accumulators = self.accumulators()?;
+            merge_states(states, &widths, i, &mut accumulators)?;
+            let mut session = Session {
+                end: ends.value(i),
+                accumulators,
+                emitted: None,
+                bytes: 0,
+            };
+            session.bytes = session.accumulators.iter().map(|a| a.size()).sum::<usize>();
+            let partition_key = keys
+                .iter()
+                .map(|k| ScalarValue::try_from_array(k, i))
+                .collect::<Result<Vec<_>>>()?;
+            // An open session's row was emitted as it changed, unless rows
+            // are emitted when sessions close.
+            if !self.emit_on_close {
+                session.emitted = Some(self.row(&partition_key, starts.value(i), &mut session)?);
+            }
+            self.state_bytes += session.bytes;
+            self.sessions += 1;
+            self.partitions
+                .entry(key)
+                .or_insert_with(|| Partition {
+                    key: partition_key,
+                    sessions: BTreeMap::new(),
+                })
+                .sessions
+                .insert(starts.value(i), session);
+        }
+        Ok(())
     }
 }
 
