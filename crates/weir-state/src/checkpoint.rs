@@ -78,19 +78,28 @@ impl Manifest {
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
     store: Arc<dyn ObjectStore>,
+    /// For a local directory: its path (deleting files leaves their
+    /// directory behind, which [`remove`](CheckpointStore::remove) deletes).
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl CheckpointStore {
     /// Checkpoints in `store` (at its root).
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        CheckpointStore { store }
+        CheckpointStore {
+            store,
+            local_root: None,
+        }
     }
 
     /// Checkpoints in the local directory `dir` (created if missing).
     pub fn local(dir: &std::path::Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let store = LocalFileSystem::new_with_prefix(dir).map_err(std::io::Error::other)?;
-        Ok(CheckpointStore::new(Arc::new(store)))
+        Ok(CheckpointStore {
+            store: Arc::new(store),
+            local_root: Some(dir.to_path_buf()),
+        })
     }
 
     fn path(epoch: u64, name: &str) -> Path {
@@ -237,6 +246,18 @@ impl CheckpointStore {
                 Err(e) => return Err(e.into()),
             }
         }
+        if let Some(root) = &self.local_root {
+            match std::fs::remove_dir(root.join(prefix.as_ref())) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(CheckpointError::Store(object_store::Error::Generic {
+                        store: "local",
+                        source: Box::new(e),
+                    }));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -296,6 +317,8 @@ mod tests {
         store.remove(4).await.expect("remove");
         store.remove(3).await.expect("remove");
         assert!(store.manifest(3).await.expect("read").is_none());
+        // Nothing is left behind, not even the directories.
+        assert!(store.epochs().await.expect("list").is_empty());
     }
 
     #[tokio::test]
