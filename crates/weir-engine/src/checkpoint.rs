@@ -15,7 +15,8 @@
 //!    (`weir_runtime::checkpoint`), and its sink kept its rows.
 //! 3. Write every table's and view's rows and every operator's state as
 //!    Arrow IPC files, then the manifest: the commit point.
-//! 4. Keep the last [`KEEP`] committed checkpoints; delete the others.
+//! 4. Keep the last [`KEEP`] committed checkpoints; delete the others, and
+//!    the write-ahead log's segments wholly before the oldest one kept.
 //!
 //! Recovery ([`Recovery`]): the newest committed checkpoint whose files
 //! check out (a damaged one is reported, and the one before is used). Tables
@@ -29,7 +30,7 @@ use std::time::{Instant, SystemTime};
 
 use arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
-use weir_runtime::{JobStatus, Message, OperatorState};
+use weir_runtime::{JobStatus, Message, OperatorState, StatePiece, changelog_piece, changes_limit};
 use weir_state::{CheckpointStore, Manifest, TableWriter};
 
 use crate::database::Database;
@@ -37,6 +38,7 @@ use crate::engine::Engine;
 use crate::error::{Result, WeirError, sqlstate};
 use crate::materialized_view::MaterializedView;
 use crate::relation::Relation;
+use crate::state_files::{Chains, Located, Piece, StateKind, chain_of, manifest_entry, read_chain};
 
 /// Committed checkpoints kept: recovery falls back to an older one when the
 /// newest is damaged, and the log is kept from the oldest one's position.
@@ -61,9 +63,12 @@ struct RelationState {
     /// A stream's connector position.
     #[serde(default)]
     source_position: Option<serde_json::Value>,
-    /// The file with a table's or a view's rows.
+    /// The file with a table's or a view's rows (a full copy), and the
+    /// change files after it.
     #[serde(default)]
     rows: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    rows_changes: Vec<String>,
     /// A view's operator states.
     #[serde(default)]
     operators: Vec<OperatorFile>,
@@ -77,7 +82,17 @@ struct RelationState {
 struct OperatorFile {
     node: usize,
     subtask: usize,
+    /// A full copy of the state, then the change files after it.
     file: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    changes: Vec<String>,
+}
+
+/// A chain's file names, as the content lists them: (full copy, changes).
+fn chain_names(chain: &[Located]) -> (String, Vec<String>) {
+    let mut names = chain.iter().map(|(_, entry)| entry.name.clone());
+    let full = names.next().unwrap_or_default();
+    (full, names.collect())
 }
 
 /// A row of `weir_catalog.checkpoints`.
@@ -98,8 +113,10 @@ pub struct CheckpointRecord {
 #[derive(Debug)]
 pub(crate) struct Checkpoints {
     store: CheckpointStore,
-    /// One checkpoint at a time.
-    running: tokio::sync::Mutex<()>,
+    /// One checkpoint at a time; it holds the files of each state at the
+    /// last checkpoint committed since the start (`None`: the next
+    /// checkpoint takes every state whole).
+    running: tokio::sync::Mutex<Option<Chains>>,
     history: CheckpointHistory,
 }
 
@@ -111,7 +128,7 @@ impl Checkpoints {
     pub(crate) fn new(store: CheckpointStore) -> Self {
         Checkpoints {
             store,
-            running: tokio::sync::Mutex::new(()),
+            running: tokio::sync::Mutex::new(None),
             history: CheckpointHistory::default(),
         }
     }
@@ -135,7 +152,7 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn storage_error(e: impl std::fmt::Display) -> WeirError {
+pub(crate) fn storage_error(e: impl std::fmt::Display) -> WeirError {
     WeirError::new(sqlstate::IO_ERROR, format!("checkpoint storage: {e}"))
 }
 
@@ -146,33 +163,33 @@ enum Held<'a> {
     None,
 }
 
-/// Rows to write: a table's or a view's.
-struct RowsToWrite {
-    file: String,
-    schema: arrow::datatypes::SchemaRef,
-    batches: Arc<[RecordBatch]>,
-}
-
 impl Engine {
     /// Takes a checkpoint (see the module documentation); returns its epoch.
     pub async fn checkpoint(&self) -> Result<u64> {
         let checkpoints = self.checkpoints();
-        let _running = checkpoints.running.lock().await;
+        let mut previous = checkpoints.running.lock().await;
         let started_at_ms = now_ms();
         let clock = Instant::now();
-        let result = self.take_checkpoint(started_at_ms, clock).await;
+        let result = self
+            .take_checkpoint(started_at_ms, clock, previous.take())
+            .await;
         match &result {
-            Ok((epoch, bytes)) => {
+            Ok((epoch, manifest, chains)) => {
                 checkpoints.record(CheckpointRecord {
                     epoch: *epoch,
                     started_at_ms,
                     duration_ms: clock.elapsed().as_millis() as u64,
-                    bytes_written: *bytes,
-                    state_bytes: *bytes,
+                    bytes_written: manifest.bytes_written(),
+                    state_bytes: manifest.bytes(),
                     status: "committed",
                     detail: None,
                 });
-                tracing::debug!(epoch, bytes, "checkpoint committed");
+                *previous = Some(chains.clone());
+                tracing::debug!(
+                    epoch,
+                    bytes_written = manifest.bytes_written(),
+                    "checkpoint committed"
+                );
             }
             Err((epoch, e)) => {
                 checkpoints.record(CheckpointRecord {
@@ -187,19 +204,26 @@ impl Engine {
                 tracing::warn!(epoch, error = %e.message, "checkpoint failed");
             }
         }
-        result.map(|(epoch, _)| epoch).map_err(|(_, e)| e)
+        result.map(|(epoch, _, _)| epoch).map_err(|(_, e)| e)
     }
 
-    /// Takes a checkpoint; its epoch and bytes written, or the error with
-    /// the epoch it had.
+    /// Takes a checkpoint on top of the `previous` one's chains (whole
+    /// states without them); its epoch, manifest and chains, or the error
+    /// with the epoch it had.
     async fn take_checkpoint(
         &self,
         started_at_ms: u64,
         clock: Instant,
-    ) -> std::result::Result<(u64, u64), (u64, WeirError)> {
+        previous: Option<Chains>,
+    ) -> std::result::Result<(u64, Manifest, Chains), (u64, WeirError)> {
         let store = &self.checkpoints().store;
+        let full = previous.is_none();
+        let previous = previous.unwrap_or_default();
         let mut content = Content::default();
-        let mut rows: Vec<RowsToWrite> = Vec::new();
+        let mut pieces: Vec<Piece> = Vec::new();
+        // Per piece: the relation (index in `content`) and, for an
+        // operator's state, its node and subtask.
+        let mut owners: Vec<(usize, Option<(usize, usize)>)> = Vec::new();
         let mut views: Vec<(u32, Arc<MaterializedView>)> = Vec::new();
         let (epoch, log_position) = {
             let _ddl = self.ddl_lock().await;
@@ -221,7 +245,7 @@ impl Engine {
                 });
             }
             let log_position = self.wal().position();
-            let barrier = Message::Barrier(weir_runtime::Barrier::checkpoint(epoch));
+            let barrier = Message::Barrier(weir_runtime::Barrier::checkpoint(epoch, full));
             for ((db, relation), held) in relations.iter().zip(&held) {
                 let mut state = RelationState {
                     database: db.oid,
@@ -229,6 +253,7 @@ impl Engine {
                     watermark_micros: None,
                     source_position: None,
                     rows: None,
+                    rows_changes: Vec::new(),
                     operators: Vec::new(),
                     finished: false,
                 };
@@ -236,13 +261,17 @@ impl Engine {
                     (Relation::Table(table), Held::Table(writer)) => {
                         state.watermark_micros =
                             table.event_time.as_ref().and_then(|e| e.current_micros());
-                        let file = format!("db{}-table{}.arrow", db.oid, table.def.oid);
-                        rows.push(RowsToWrite {
-                            file: file.clone(),
+                        let taken = table
+                            .feed
+                            .take_changes(changes_limit(table.data.row_count()));
+                        pieces.push(Piece {
+                            name: format!("db{}-table{}", db.oid, table.def.oid),
+                            kind: StateKind::Rows,
                             schema: table.data.schema().clone(),
-                            batches: writer.snapshot(),
+                            piece: changelog_piece(taken, full, || Ok(writer.snapshot()))
+                                .map_err(|e| (epoch, e.into()))?,
                         });
-                        state.rows = Some(file);
+                        owners.push((content.relations.len(), None));
                         table.feed.publish(barrier.clone()).await;
                     }
                     (Relation::Stream(stream), Held::Stream(_)) => {
@@ -268,16 +297,18 @@ impl Engine {
         for (db, view) in views {
             self.wait_for_epoch(&view, epoch).await.map_err(failed)?;
             let name = format!("db{db}-view{}", view.def.oid);
-            let mut state = RelationState {
+            let relation = content.relations.len();
+            content.relations.push(RelationState {
                 database: db,
                 oid: view.def.oid,
                 watermark_micros: None,
                 source_position: None,
-                rows: Some(format!("{name}.arrow")),
+                rows: None,
+                rows_changes: Vec::new(),
                 operators: Vec::new(),
                 finished: false,
-            };
-            let batches = match view.sink.checkpointed(epoch) {
+            });
+            let rows = match view.sink.checkpointed(epoch) {
                 Some(checkpoint) => {
                     let states = view
                         .with_job(|job| job.states().take(epoch))
@@ -291,46 +322,69 @@ impl Engine {
                     for OperatorState {
                         node,
                         subtask,
-                        state: batch,
+                        state: piece,
                     } in states
                     {
-                        let file = format!("{name}-node{node}-{subtask}.arrow");
-                        rows.push(RowsToWrite {
-                            file: file.clone(),
-                            schema: batch.schema(),
-                            batches: Arc::from(vec![batch]),
+                        let schema = match &piece {
+                            StatePiece::Full(batches) => batches.first().map(RecordBatch::schema),
+                            StatePiece::Changes(batches) => batches.first().map(|b| {
+                                let mut fields = b.schema().fields().to_vec();
+                                fields.pop();
+                                Arc::new(arrow::datatypes::Schema::new(fields))
+                            }),
+                        };
+                        let Some(schema) = schema else { continue };
+                        pieces.push(Piece {
+                            name: format!("{name}-node{node}-{subtask}"),
+                            kind: StateKind::Groups,
+                            schema,
+                            piece,
                         });
-                        state.operators.push(OperatorFile {
-                            node,
-                            subtask,
-                            file,
-                        });
+                        owners.push((relation, Some((node, subtask))));
                     }
                     checkpoint.rows
                 }
                 // Its job finished (its sources ended) before the barrier:
                 // its rows are final, it keeps no state.
                 None => {
-                    state.finished = true;
-                    view.sink.data().snapshot().map_err(|e| failed(e.into()))?
+                    content.relations[relation].finished = true;
+                    changelog_piece(view.sink.take_changes(), full, || {
+                        view.sink.data().snapshot()
+                    })
+                    .map_err(|e| failed(e.into()))?
                 }
             };
-            rows.push(RowsToWrite {
-                file: format!("{name}.arrow"),
+            pieces.push(Piece {
+                name,
+                kind: StateKind::Rows,
                 schema: view.sink.data().schema().clone(),
-                batches,
+                piece: rows,
             });
-            content.relations.push(state);
+            owners.push((relation, None));
         }
 
-        let mut files = Vec::with_capacity(rows.len());
-        for to_write in rows {
-            files.push(
-                store
-                    .write_batches(epoch, &to_write.file, &to_write.schema, &to_write.batches)
-                    .await
-                    .map_err(|e| failed(storage_error(e)))?,
-            );
+        // Each state's files: written now, or kept from earlier checkpoints.
+        let mut chains = Chains::default();
+        let mut files = Vec::new();
+        for ((relation, operator), piece) in owners.into_iter().zip(pieces) {
+            let name = piece.name.clone();
+            let chain = previous.write(store, epoch, piece).await.map_err(failed)?;
+            let (full_name, changes) = chain_names(&chain);
+            let state = &mut content.relations[relation];
+            match operator {
+                Some((node, subtask)) => state.operators.push(OperatorFile {
+                    node,
+                    subtask,
+                    file: full_name,
+                    changes,
+                }),
+                None => {
+                    state.rows = Some(full_name);
+                    state.rows_changes = changes;
+                }
+            }
+            files.extend(chain.iter().map(|located| manifest_entry(epoch, located)));
+            chains.0.insert(name, chain);
         }
         let manifest = Manifest {
             version: weir_state::checkpoint::MANIFEST_VERSION,
@@ -347,7 +401,7 @@ impl Engine {
             .await
             .map_err(|e| failed(storage_error(e)))?;
         self.prune(epoch).await;
-        Ok((epoch, manifest.bytes()))
+        Ok((epoch, manifest, chains))
     }
 
     /// Waits until `view` has applied the barrier of `epoch` (or finished).
@@ -393,18 +447,38 @@ impl Engine {
                 return;
             }
         };
-        let mut committed = 0;
+        // The newest committed ones are kept, with every file they use
+        // (some in older checkpoints' directories); and the log from the
+        // position of the oldest one kept, which every checkpoint a restart
+        // may use has before it.
+        let mut kept = Vec::new();
+        let mut shared = std::collections::HashSet::new();
+        let mut needed_from = None;
+        let mut others = Vec::new();
         for epoch in epochs.into_iter().rev() {
             if epoch > latest {
                 continue; // not ours
             }
-            let keep = committed < KEEP && matches!(store.manifest(epoch).await, Ok(Some(_)));
-            if keep {
-                committed += 1;
+            if kept.len() < KEEP
+                && let Ok(Some(manifest)) = store.manifest(epoch).await
+            {
+                shared.extend(manifest.files.iter().map(|f| manifest.location(f)));
+                needed_from = Some(manifest.log_position);
+                kept.push(epoch);
                 continue;
             }
-            if let Err(e) = store.remove(epoch).await {
+            others.push(epoch);
+        }
+        for epoch in others {
+            if let Err(e) = store.remove(epoch, &shared).await {
                 tracing::warn!(epoch, error = %e, "cannot delete an old checkpoint");
+            }
+        }
+        if let Some(lsn) = needed_from {
+            match self.wal().truncate_before(lsn) {
+                Ok(0) => {}
+                Ok(deleted) => tracing::debug!(deleted, lsn, "write-ahead log segments deleted"),
+                Err(e) => tracing::warn!(error = %e, "cannot delete old log segments"),
             }
         }
     }
@@ -460,7 +534,7 @@ impl Recovery {
                 epoch,
                 started_at_ms: manifest.started_at_ms,
                 duration_ms: manifest.duration_ms,
-                bytes_written: manifest.bytes(),
+                bytes_written: manifest.bytes_written(),
                 state_bytes: manifest.bytes(),
                 status: "restored",
                 detail: None,
@@ -498,10 +572,16 @@ impl Recovery {
 
     /// The rows of a table or a view.
     pub(crate) async fn rows(&self, oid: u32) -> Result<Vec<RecordBatch>> {
-        match self.relations.get(&oid).and_then(|r| r.rows.as_ref()) {
-            Some(file) => self.read(file).await,
-            None => Ok(Vec::new()),
-        }
+        let Some(relation) = self.relations.get(&oid) else {
+            return Ok(Vec::new());
+        };
+        let Some(full) = &relation.rows else {
+            return Ok(Vec::new());
+        };
+        let mut names = vec![full.clone()];
+        names.extend(relation.rows_changes.iter().cloned());
+        let chain = chain_of(&self.manifest, &names)?;
+        read_chain(&self.store, StateKind::Rows, &chain).await
     }
 
     /// Whether a view's job had finished.
@@ -516,21 +596,15 @@ impl Recovery {
         };
         let mut states = Vec::with_capacity(relation.operators.len());
         for operator in &relation.operators {
-            for state in self.read(&operator.file).await? {
-                states.push(OperatorState {
-                    node: operator.node,
-                    subtask: operator.subtask,
-                    state,
-                });
-            }
+            let mut names = vec![operator.file.clone()];
+            names.extend(operator.changes.iter().cloned());
+            let chain = chain_of(&self.manifest, &names)?;
+            states.push(OperatorState {
+                node: operator.node,
+                subtask: operator.subtask,
+                state: StatePiece::Full(read_chain(&self.store, StateKind::Groups, &chain).await?),
+            });
         }
         Ok(states)
-    }
-
-    async fn read(&self, file: &str) -> Result<Vec<RecordBatch>> {
-        self.store
-            .read_batches(&self.manifest, file)
-            .await
-            .map_err(|e| WeirError::new(sqlstate::DATA_CORRUPTED, e.to_string()))
     }
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables;
-use weir_state::{CheckpointStore, DurableFile, Record, Wal};
+use weir_state::{CheckpointStore, DurableFile, Record, StateLocation, Wal};
 
 use crate::catalog::{CATALOG_FORMAT_VERSION, CatalogDef, FIRST_USER_OID, ObjectDef};
 use crate::checkpoint::{Checkpoints, Recovery};
@@ -38,6 +38,11 @@ pub struct EngineConfig {
     /// How often a checkpoint is taken; `None`: only on `CHECKPOINT` (and
     /// at a graceful shutdown).
     pub checkpoint_interval: Option<Duration>,
+    /// Where checkpoints go; `None`: the data directory.
+    pub state: Option<StateLocation>,
+    /// Size past which the write-ahead log starts a new segment; segments
+    /// wholly before the oldest checkpoint kept are deleted.
+    pub wal_segment_bytes: u64,
 }
 
 impl EngineConfig {
@@ -47,7 +52,16 @@ impl EngineConfig {
             default_database: "weir".into(),
             superuser: "weir".into(),
             checkpoint_interval: None,
+            state: None,
+            wal_segment_bytes: weir_state::wal::DEFAULT_SEGMENT_BYTES,
         }
+    }
+
+    /// Where checkpoints go: the configured location, or the data directory.
+    pub fn state_location(&self) -> StateLocation {
+        self.state
+            .clone()
+            .unwrap_or_else(|| StateLocation::Local(self.data_dir.clone()))
     }
 }
 
@@ -115,7 +129,7 @@ impl Engine {
     /// Opens the instance in `config.data_dir`, creating it on first use, and
     /// rebuilds every database from the saved catalog.
     pub async fn open(config: EngineConfig) -> Result<Arc<Engine>> {
-        let catalog_file = DurableFile::local(&config.data_dir, "catalog.json").map_err(|e| {
+        let unusable_dir = |e: &dyn std::fmt::Display| {
             WeirError::new(
                 sqlstate::IO_ERROR,
                 format!(
@@ -123,7 +137,9 @@ impl Engine {
                     config.data_dir.display()
                 ),
             )
-        })?;
+        };
+        let catalog_file =
+            DurableFile::local(&config.data_dir, "catalog.json").map_err(|e| unusable_dir(&e))?;
         let saved = catalog_file.read().await.map_err(io_error)?;
         let catalog: Option<CatalogDef> = match saved {
             Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| {
@@ -150,34 +166,39 @@ impl Engine {
                 ),
             ));
         }
-        let (wal, records) = Wal::open(&config.data_dir.join("wal")).map_err(|e| {
+        let state = config.state_location();
+        let unusable_state = |e: &dyn std::fmt::Display| {
             WeirError::new(
                 sqlstate::IO_ERROR,
-                format!(
-                    "cannot open the write-ahead log in {}: {e}",
-                    config.data_dir.display()
-                ),
+                format!("cannot use the checkpoint storage {state}: {e}"),
             )
-        })?;
-        let checkpoint_store = CheckpointStore::local(&config.data_dir).map_err(|e| {
-            WeirError::new(
-                sqlstate::IO_ERROR,
-                format!(
-                    "cannot use data directory {}: {e}",
-                    config.data_dir.display()
-                ),
-            )
-        })?;
-        let mut found = Vec::new();
-        let recovery = Recovery::find(&checkpoint_store, &mut found).await?;
-        // Epochs go on from the newest checkpoint's, committed or not.
+        };
+        let checkpoint_store = CheckpointStore::open(&state).map_err(|e| unusable_state(&e))?;
+        // Epochs go on from the newest checkpoint's, committed or not. Listing
+        // them first also tells whether the storage can be reached at all.
         let last_epoch = checkpoint_store
             .epochs()
             .await
-            .map_err(|e| WeirError::new(sqlstate::IO_ERROR, format!("checkpoint storage: {e}")))?
+            .map_err(|e| unusable_state(&e))?
             .last()
             .copied()
             .unwrap_or(0);
+        let mut found = Vec::new();
+        let recovery = Recovery::find(&checkpoint_store, &mut found).await?;
+        // The log from the checkpoint's position on (all of it without one).
+        let from = recovery.as_ref().map_or(0, Recovery::log_position);
+        let (wal, records) =
+            Wal::open_with(&config.data_dir.join("wal"), from, config.wal_segment_bytes).map_err(
+                |e| {
+                    WeirError::new(
+                        sqlstate::IO_ERROR,
+                        format!(
+                            "cannot open the write-ahead log in {}: {e}",
+                            config.data_dir.display()
+                        ),
+                    )
+                },
+            )?;
         let checkpoints = Checkpoints::new(checkpoint_store);
         for record in found {
             checkpoints.record(record);
@@ -214,11 +235,10 @@ impl Engine {
                 engine.save().await?;
             }
         }
-        let from = recovery.as_ref().map_or(0, Recovery::log_position);
         match &recovery {
             Some(checkpoint) => tracing::info!(
                 checkpoint = checkpoint.epoch(),
-                changes = records.iter().filter(|r| r.lsn >= from).count(),
+                changes = records.len(),
                 elapsed_ms = replay_started.elapsed().as_millis() as u64,
                 "restored the checkpoint and replayed the write-ahead log after it"
             ),

@@ -19,6 +19,8 @@
 //! - [`late_rows`], [`system_catalog`]: the `weir_catalog` system tables;
 //! - [`write_log`]: the write-ahead log of users' writes, and its replay;
 //! - [`checkpoint`]: checkpoints of all state to object storage, and recovery;
+//! - [`state_files`]: incremental checkpoints: the full copy and change
+//!   files that hold each state;
 //! - [`error`]: errors with their SQLSTATE.
 
 pub mod casts;
@@ -36,6 +38,7 @@ pub mod pg_catalog;
 pub mod relation;
 pub mod session;
 pub mod settings;
+pub mod state_files;
 pub mod stream;
 pub mod streaming;
 pub mod system_catalog;
@@ -47,3 +50,4 @@ pub use error::{Result, SqlState, WeirError, sqlstate};
 pub use output::{CommandTag, Notice, Output, Rows};
 pub use session::{Prepared, Session, TransactionState};
 pub use settings::Settings;
+pub use weir_state::StateLocation;

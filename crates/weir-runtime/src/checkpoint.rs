@@ -8,7 +8,9 @@
 //! state it had after exactly the changes that came before the barrier.
 //!
 //! A state is a record batch (one row per group, or per session), which the
-//! engine writes to object storage as Arrow IPC. Aggregations keep DataFusion
+//! engine writes to object storage as Arrow IPC; an operator that tracks
+//! which groups changed hands over only those ([`StatePiece::Changes`])
+//! unless the barrier asks for everything. Aggregations keep DataFusion
 //! accumulators; their state is what `Accumulator::state` returns (the
 //! partial state DataFusion merges across partitions), restored into fresh
 //! accumulators with `merge_batch`.
@@ -23,12 +25,25 @@ use datafusion::logical_expr::Accumulator;
 
 use crate::operator::Result;
 
-/// The state one subtask of one node handed over at a checkpoint.
+/// What a part of a job hands over at a checkpoint: its whole state, or only
+/// what changed since its previous checkpoint.
+#[derive(Debug, Clone)]
+pub enum StatePiece {
+    /// Every row of the state.
+    Full(Vec<RecordBatch>),
+    /// The rows changed since the previous checkpoint, with a last
+    /// operations column (see `weir_state::delta`): for an operator's
+    /// groups, `1` replaces the row of the key and `-1` removes the key.
+    Changes(Vec<RecordBatch>),
+}
+
+/// The state one subtask of one node handed over at a checkpoint (or takes
+/// back, whole, at a restore).
 #[derive(Debug, Clone)]
 pub struct OperatorState {
     pub node: usize,
     pub subtask: usize,
-    pub state: RecordBatch,
+    pub state: StatePiece,
 }
 
 /// What the operators of a job reported at the last checkpoint barrier.
@@ -51,7 +66,7 @@ impl JobStates {
         epoch: u64,
         node: usize,
         subtask: usize,
-        state: std::result::Result<RecordBatch, String>,
+        state: std::result::Result<StatePiece, String>,
     ) {
         let mut reported = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if reported.epoch != epoch {
@@ -94,8 +109,62 @@ pub(crate) struct StateReport {
 }
 
 impl StateReport {
-    pub(crate) fn report(&self, epoch: u64, state: std::result::Result<RecordBatch, String>) {
+    pub(crate) fn report(&self, epoch: u64, state: std::result::Result<StatePiece, String>) {
         self.states.report(epoch, self.node, self.subtask, state);
+    }
+}
+
+/// A state batch of groups (or sessions) being built: their key columns
+/// (`key_0`, ...), columns of the caller's, then their accumulators' states
+/// (`state_0`, ...).
+pub(crate) struct GroupRows {
+    key_types: Vec<DataType>,
+    keys: Vec<Vec<ScalarValue>>,
+    states: AccumulatorStates,
+    rows: usize,
+}
+
+impl GroupRows {
+    /// Rows of groups with keys of `key_types` and accumulators like
+    /// `fresh` (new ones, of each call).
+    pub(crate) fn new(
+        key_types: Vec<DataType>,
+        fresh: &mut [Box<dyn Accumulator>],
+    ) -> Result<Self> {
+        Ok(GroupRows {
+            keys: vec![Vec::new(); key_types.len()],
+            key_types,
+            states: AccumulatorStates::new(fresh)?,
+            rows: 0,
+        })
+    }
+
+    /// Adds a group's row: its key and its accumulators' states.
+    pub(crate) fn push(
+        &mut self,
+        key: &[ScalarValue],
+        accumulators: &mut [Box<dyn Accumulator>],
+    ) -> Result<()> {
+        if key.len() != self.keys.len() {
+            return Err(state_error("a group's key changed shape"));
+        }
+        for (column, value) in self.keys.iter_mut().zip(key) {
+            column.push(value.clone());
+        }
+        self.states.push(accumulators)?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// The batch: keys, then `extra` (one value per row pushed), then states.
+    pub(crate) fn finish(self, extra: Vec<(String, ArrayRef)>) -> Result<RecordBatch> {
+        let mut columns = Vec::new();
+        for (i, (values, data_type)) in self.keys.into_iter().zip(&self.key_types).enumerate() {
+            columns.push((format!("key_{i}"), scalar_column(values, data_type)?));
+        }
+        columns.extend(extra);
+        columns.extend(self.states.finish()?);
+        state_batch(columns, self.rows)
     }
 }
 

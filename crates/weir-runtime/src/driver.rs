@@ -177,7 +177,7 @@ pub(crate) async fn run(
         {
             operator.process_barrier(b, &mut out)?;
             if b.checkpoint {
-                match operator.checkpoint() {
+                match operator.checkpoint(b.full) {
                     Ok(None) => {}
                     Ok(Some(state)) => report.report(b.epoch, Ok(state)),
                     Err(e) => report.report(b.epoch, Err(format!("{}: {e}", operator.name()))),

@@ -9,13 +9,17 @@
 //!
 //! A changelog that ends (a bounded source reached its end) closes every
 //! subscription: the jobs reading it see their input end and finish.
+//!
+//! Once a checkpoint has taken its changes ([`Feed::take_changes`]), a feed
+//! also keeps the chunks published since, up to a bound, so that the next
+//! checkpoint of a table or a view writes only them.
 
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use tokio::sync::{Mutex, mpsc};
 
-use crate::message::Message;
+use crate::message::{Chunk, Message};
 
 /// Messages a subscriber can have in flight before publishing waits.
 pub const CHANNEL_CAPACITY: usize = 16;
@@ -25,6 +29,18 @@ pub const CHANNEL_CAPACITY: usize = 16;
 pub struct Feed {
     schema: SchemaRef,
     subscribers: Mutex<Subscribers>,
+    changes: std::sync::Mutex<Changes>,
+}
+
+/// The chunks published since the last checkpoint took them.
+#[derive(Debug, Default)]
+struct Changes {
+    /// Recording: only after a first checkpoint, and until the bound.
+    recording: bool,
+    chunks: Vec<Chunk>,
+    rows: usize,
+    /// Past this many rows, recording stops: a full copy is as cheap.
+    limit: usize,
 }
 
 #[derive(Debug, Default)]
@@ -39,7 +55,27 @@ impl Feed {
         Arc::new(Feed {
             schema,
             subscribers: Mutex::new(Subscribers::default()),
+            changes: std::sync::Mutex::new(Changes::default()),
         })
+    }
+
+    /// The chunks published since the previous call, in order; `None` when
+    /// there was no previous call or more than its `limit` rows came (a full
+    /// copy of the state is then due). Recording starts again from here, up
+    /// to `limit` rows. The caller holds what orders the feed's messages (a
+    /// table's writer, a view's delivery).
+    pub fn take_changes(&self, limit: usize) -> Option<Vec<Chunk>> {
+        let mut changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        let taken = changes
+            .recording
+            .then(|| std::mem::take(&mut changes.chunks));
+        *changes = Changes {
+            recording: true,
+            chunks: Vec::new(),
+            rows: 0,
+            limit,
+        };
+        taken
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -49,6 +85,9 @@ impl Feed {
     /// Sends a message to every subscriber. Subscribers that went away are
     /// forgotten.
     pub async fn publish(&self, message: Message) {
+        if let Message::Chunk(chunk) = &message {
+            self.record(chunk);
+        }
         let subscribers = &mut self.subscribers.lock().await.senders;
         let mut gone = Vec::new();
         for (i, subscriber) in subscribers.iter().enumerate() {
@@ -58,6 +97,20 @@ impl Feed {
         }
         for i in gone.into_iter().rev() {
             subscribers.swap_remove(i);
+        }
+    }
+
+    fn record(&self, chunk: &Chunk) {
+        let mut changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        if !changes.recording {
+            return;
+        }
+        changes.rows += chunk.num_rows();
+        if changes.rows > changes.limit {
+            changes.recording = false;
+            changes.chunks = Vec::new();
+        } else {
+            changes.chunks.push(chunk.clone());
         }
     }
 
@@ -190,5 +243,32 @@ mod tests {
         drop(receiver);
         feed.publish(Message::Barrier(Barrier::new(1))).await;
         assert!(!feed.has_subscribers().await);
+    }
+
+    #[tokio::test]
+    async fn changes_are_kept_between_checkpoints_up_to_a_bound() {
+        use arrow::array::{Int64Array, RecordBatch};
+        use arrow::datatypes::{DataType, Field};
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        let chunk = |values: Vec<i64>| {
+            Message::Chunk(Chunk::inserts(
+                RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))])
+                    .expect("batch"),
+            ))
+        };
+        let feed = Feed::new(schema.clone());
+        feed.publish(chunk(vec![1])).await;
+        // Nothing was recorded before the first checkpoint.
+        assert!(feed.take_changes(3).is_none());
+        feed.publish(chunk(vec![2, 3])).await;
+        feed.publish(Message::Barrier(Barrier::new(1))).await;
+        feed.publish(chunk(vec![4])).await;
+        let taken = feed.take_changes(3).expect("recorded");
+        let rows: Vec<usize> = taken.iter().map(Chunk::num_rows).collect();
+        assert_eq!(rows, vec![2, 1]);
+        // Past the bound, a full copy is due.
+        feed.publish(chunk(vec![5, 6, 7, 8])).await;
+        assert!(feed.take_changes(3).is_none());
+        assert_eq!(feed.take_changes(3).map(|c| c.len()), Some(0));
     }
 }

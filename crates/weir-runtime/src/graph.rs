@@ -23,7 +23,7 @@ use futures::FutureExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::checkpoint::{JobStates, OperatorState, StateReport};
+use crate::checkpoint::{JobStates, OperatorState, StatePiece, StateReport};
 use crate::driver::{self, InputChannel, NodeMetrics, Outputs};
 use crate::exchange::{self, Exchange};
 use crate::feed::CHANNEL_CAPACITY;
@@ -159,7 +159,18 @@ impl JobGraph {
                          which the job does not have"
                     ))
                 })?;
-            operator.restore(state)?;
+            match state {
+                StatePiece::Full(batches) => {
+                    for batch in batches {
+                        operator.restore(batch)?;
+                    }
+                }
+                StatePiece::Changes(_) => {
+                    return Err(DataFusionError::Internal(
+                        "an operator is restored from its whole state, not changes".into(),
+                    ));
+                }
+            }
         }
         Ok(())
     }

@@ -22,10 +22,10 @@ pub mod operator;
 pub mod operators;
 pub mod view_sink;
 
-pub use checkpoint::{JobStates, OperatorState};
+pub use checkpoint::{JobStates, OperatorState, StatePiece};
 pub use driver::{NodeMetrics, Outputs};
 pub use feed::Feed;
 pub use graph::{Input, Job, JobGraph, JobStatus, NodeInfo};
 pub use message::{Barrier, Chunk, Message, Op, Watermark};
 pub use operator::Operator;
-pub use view_sink::ViewSink;
+pub use view_sink::{ViewCheckpoint, ViewSink, changelog_piece, changes_limit};

@@ -154,6 +154,10 @@ pub struct Barrier {
     /// Stateful operators hand over their state when it reaches them (a
     /// checkpoint); otherwise the barrier only marks progress (`FLUSH`).
     pub checkpoint: bool,
+    /// At a checkpoint: every state must be handed over whole (the previous
+    /// checkpoint did not commit, or change files have piled up); otherwise
+    /// the changes since the previous checkpoint will do.
+    pub full: bool,
 }
 
 impl Barrier {
@@ -162,14 +166,17 @@ impl Barrier {
         Barrier {
             epoch,
             checkpoint: false,
+            full: false,
         }
     }
 
-    /// A barrier at which operators hand over their state.
-    pub fn checkpoint(epoch: u64) -> Self {
+    /// A barrier at which operators hand over their state (whole with
+    /// `full`).
+    pub fn checkpoint(epoch: u64, full: bool) -> Self {
         Barrier {
             epoch,
             checkpoint: true,
+            full,
         }
     }
 }

@@ -10,6 +10,7 @@ use std::fmt;
 use arrow::array::RecordBatch;
 use datafusion::error::DataFusionError;
 
+use crate::checkpoint::StatePiece;
 use crate::message::{Barrier, Chunk, Message, Watermark};
 
 /// Errors of a running operator. A failing operator stops its job.
@@ -47,9 +48,10 @@ pub trait Operator: Send + 'static {
     }
 
     /// The operator's state at a checkpoint barrier (after
-    /// [`process_barrier`](Operator::process_barrier)); `None` when it keeps
-    /// none. An error fails the checkpoint, not the job.
-    fn checkpoint(&mut self) -> Result<Option<RecordBatch>> {
+    /// [`process_barrier`](Operator::process_barrier)): whole when `full`,
+    /// otherwise whole or only what changed since its previous checkpoint;
+    /// `None` when it keeps none. An error fails the checkpoint, not the job.
+    fn checkpoint(&mut self, _full: bool) -> Result<Option<StatePiece>> {
         Ok(None)
     }
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, watch};
 use weir_state::ViewData;
 
+use crate::checkpoint::StatePiece;
 use crate::feed::Feed;
 use crate::message::{Chunk, Message, Watermark};
 use arrow::array::RecordBatch;
@@ -27,12 +28,41 @@ pub struct ViewSink {
     checkpoint: std::sync::Mutex<Option<ViewCheckpoint>>,
 }
 
-/// A view's content at a checkpoint barrier.
+/// A view's content at a checkpoint barrier: all of its rows, or the
+/// changes since the previous checkpoint.
 #[derive(Debug, Clone)]
 pub struct ViewCheckpoint {
     pub epoch: u64,
-    pub rows: Arc<[RecordBatch]>,
+    pub rows: StatePiece,
     pub watermarks: Vec<Watermark>,
+}
+
+/// Below this many rows, a view's changes are kept until they pass this.
+const MIN_CHANGES: usize = 64;
+
+/// A checkpoint's piece of a changelog's state: the changes `taken` from its
+/// feed as change rows when there are some and `full` is not asked for,
+/// otherwise the whole `content`.
+pub fn changelog_piece(
+    taken: Option<Vec<Chunk>>,
+    full: bool,
+    content: impl FnOnce() -> Result<Arc<[RecordBatch]>, arrow::error::ArrowError>,
+) -> Result<StatePiece, arrow::error::ArrowError> {
+    match taken {
+        Some(chunks) if !full => Ok(StatePiece::Changes(
+            chunks
+                .iter()
+                .map(|c| weir_state::delta::with_ops(&c.batch, c.ops.as_ref()))
+                .collect::<Result<_, _>>()?,
+        )),
+        _ => Ok(StatePiece::Full(content()?.to_vec())),
+    }
+}
+
+/// How many changes a changelog keeps for the next checkpoint, for a state
+/// of `rows` rows: past as many as the state has, a full copy is cheaper.
+pub fn changes_limit(rows: usize) -> usize {
+    rows.max(MIN_CHANGES)
 }
 
 impl ViewSink {
@@ -74,6 +104,13 @@ impl ViewSink {
             .filter(|c| c.epoch == epoch)
     }
 
+    /// The changes since the last checkpoint barrier (see
+    /// [`Feed::take_changes`]), for a view whose job has finished: no
+    /// barrier reaches its sink any more.
+    pub fn take_changes(&self) -> Option<Vec<Chunk>> {
+        self.feed.take_changes(changes_limit(self.data.row_count()))
+    }
+
     pub fn data(&self) -> &Arc<ViewData> {
         &self.data
     }
@@ -93,9 +130,10 @@ impl ViewSink {
                 watermarks.insert(w.column, message.clone());
             }
             Message::Barrier(b) if b.checkpoint => {
+                let taken = self.feed.take_changes(changes_limit(self.data.row_count()));
                 let checkpoint = ViewCheckpoint {
                     epoch: b.epoch,
-                    rows: self.data.snapshot()?,
+                    rows: changelog_piece(taken, b.full, || self.data.snapshot())?,
                     watermarks: watermarks
                         .values()
                         .filter_map(|m| match m {

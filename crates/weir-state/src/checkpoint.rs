@@ -25,6 +25,8 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
+use crate::location::{StateLocation, s3_store};
+
 /// The format of manifests this build writes and reads.
 pub const MANIFEST_VERSION: u32 = 1;
 
@@ -44,6 +46,11 @@ pub enum CheckpointError {
 pub struct FileEntry {
     pub name: String,
     pub bytes: u64,
+    /// The earlier checkpoint whose directory holds the file (a state that
+    /// did not change, or the full copy under later change files); `None`:
+    /// this checkpoint's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
 }
 
 /// What a committed checkpoint holds.
@@ -69,6 +76,21 @@ impl Manifest {
         self.files.iter().map(|f| f.bytes).sum()
     }
 
+    /// Bytes of the files this checkpoint wrote (not those it shares with
+    /// earlier ones).
+    pub fn bytes_written(&self) -> u64 {
+        self.files
+            .iter()
+            .filter(|f| f.epoch.is_none_or(|e| e == self.epoch))
+            .map(|f| f.bytes)
+            .sum()
+    }
+
+    /// Where file `entry` of this checkpoint is: (epoch, name).
+    pub fn location(&self, entry: &FileEntry) -> (u64, String) {
+        (entry.epoch.unwrap_or(self.epoch), entry.name.clone())
+    }
+
     pub fn file(&self, name: &str) -> Option<&FileEntry> {
         self.files.iter().find(|f| f.name == name)
     }
@@ -89,6 +111,20 @@ impl CheckpointStore {
         CheckpointStore {
             store,
             local_root: None,
+        }
+    }
+
+    /// Checkpoints at `location`: a local directory (created if missing) or
+    /// an S3 bucket configured from the environment.
+    pub fn open(location: &StateLocation) -> Result<Self, CheckpointError> {
+        match location {
+            StateLocation::Local(dir) => Self::local(dir).map_err(|e| {
+                CheckpointError::Store(object_store::Error::Generic {
+                    store: "local",
+                    source: Box::new(e),
+                })
+            }),
+            StateLocation::S3 { bucket, prefix } => Ok(Self::new(s3_store(bucket, prefix)?)),
         }
     }
 
@@ -126,6 +162,7 @@ impl CheckpointStore {
         Ok(FileEntry {
             name: name.to_string(),
             bytes: size,
+            epoch: None,
         })
     }
 
@@ -183,7 +220,8 @@ impl CheckpointStore {
             )));
         }
         for file in &manifest.files {
-            let meta = match self.store.head(&Self::path(epoch, &file.name)).await {
+            let (at, _) = manifest.location(file);
+            let meta = match self.store.head(&Self::path(at, &file.name)).await {
                 Ok(meta) => meta,
                 Err(object_store::Error::NotFound { .. }) => {
                     return Err(damaged(format!("file {} is missing", file.name)));
@@ -206,11 +244,24 @@ impl CheckpointStore {
         manifest: &Manifest,
         name: &str,
     ) -> Result<Vec<RecordBatch>, CheckpointError> {
-        let epoch = manifest.epoch;
-        let damaged = |what: String| CheckpointError::Damaged { epoch, what };
         let entry = manifest
             .file(name)
-            .ok_or_else(|| damaged(format!("the manifest lists no file {name}")))?;
+            .ok_or_else(|| CheckpointError::Damaged {
+                epoch: manifest.epoch,
+                what: format!("the manifest lists no file {name}"),
+            })?;
+        let (at, _) = manifest.location(entry);
+        self.read_file(at, entry).await
+    }
+
+    /// The batches of file `entry` in the directory of checkpoint `epoch`.
+    pub async fn read_file(
+        &self,
+        epoch: u64,
+        entry: &FileEntry,
+    ) -> Result<Vec<RecordBatch>, CheckpointError> {
+        let name = &entry.name;
+        let damaged = |what: String| CheckpointError::Damaged { epoch, what };
         let bytes = self
             .store
             .get(&Self::path(epoch, name))
@@ -231,22 +282,36 @@ impl CheckpointStore {
             .map_err(|e| damaged(format!("file {name}: {e}")))
     }
 
-    /// Deletes every file of checkpoint `epoch`, its manifest first (so a
-    /// crash meanwhile leaves an uncommitted checkpoint, not a damaged one).
-    pub async fn remove(&self, epoch: u64) -> Result<(), CheckpointError> {
+    /// Deletes checkpoint `epoch`: its manifest first (so a crash meanwhile
+    /// leaves an uncommitted checkpoint, not a damaged one), then each of its
+    /// files that `shared` does not list as (epoch, name): files that later
+    /// checkpoints still use stay until those go too.
+    pub async fn remove(
+        &self,
+        epoch: u64,
+        shared: &std::collections::HashSet<(u64, String)>,
+    ) -> Result<(), CheckpointError> {
         match self.store.delete(&Self::path(epoch, "manifest.json")).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
         let prefix = Path::from(format!("checkpoints/{epoch:020}"));
         let listing = self.store.list_with_delimiter(Some(&prefix)).await?;
+        let mut kept = 0;
         for object in listing.objects {
+            let name = object.location.filename().unwrap_or_default().to_string();
+            if shared.contains(&(epoch, name)) {
+                kept += 1;
+                continue;
+            }
             match self.store.delete(&object.location).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
         }
-        if let Some(root) = &self.local_root {
+        if let Some(root) = &self.local_root
+            && kept == 0
+        {
             match std::fs::remove_dir(root.join(prefix.as_ref())) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -314,8 +379,9 @@ mod tests {
             .await
             .expect("read");
         assert_eq!(batches, vec![batch(&[1, 2, 3])]);
-        store.remove(4).await.expect("remove");
-        store.remove(3).await.expect("remove");
+        let none = std::collections::HashSet::new();
+        store.remove(4, &none).await.expect("remove");
+        store.remove(3, &none).await.expect("remove");
         assert!(store.manifest(3).await.expect("read").is_none());
         // Nothing is left behind, not even the directories.
         assert!(store.epochs().await.expect("list").is_empty());
@@ -339,5 +405,36 @@ mod tests {
         let error = store.manifest(2).await.expect_err("missing");
         assert!(error.to_string().contains("t.arrow is missing"), "{error}");
         assert!(store.manifest(1).await.expect("read").is_some());
+    }
+
+    #[tokio::test]
+    async fn files_shared_with_a_later_checkpoint_outlive_their_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = CheckpointStore::local(dir.path()).expect("store");
+        let first = checkpoint(&store, 1, &[1, 2, 3]).await;
+        // Checkpoint 2 writes nothing new: it uses checkpoint 1's file.
+        let mut shared = first.files[0].clone();
+        shared.epoch = Some(1);
+        let second = Manifest {
+            epoch: 2,
+            files: vec![shared],
+            ..first.clone()
+        };
+        store.commit(&second).await.expect("commit");
+        assert_eq!(second.bytes_written(), 0);
+        assert_eq!(second.bytes(), first.bytes());
+        let keep = second
+            .files
+            .iter()
+            .map(|f| second.location(f))
+            .collect::<std::collections::HashSet<_>>();
+        store.remove(1, &keep).await.expect("remove 1");
+        assert!(store.manifest(1).await.expect("read").is_none());
+        let manifest = store.manifest(2).await.expect("read").expect("intact");
+        let batches = store
+            .read_batches(&manifest, "t.arrow")
+            .await
+            .expect("read");
+        assert_eq!(batches, vec![batch(&[1, 2, 3])]);
     }
 }

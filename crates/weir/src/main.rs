@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
-use weir_engine::{Engine, EngineConfig};
+use weir_engine::{Engine, EngineConfig, StateLocation};
 use weir_server::Server;
 
 #[derive(Parser)]
@@ -40,7 +40,16 @@ enum Command {
         #[arg(long, env = "WEIR_CHECKPOINT_INTERVAL", default_value = "10s",
               value_parser = parse_interval)]
         checkpoint_interval: std::time::Duration,
+        /// Where checkpoints go: `file:///dir` or `s3://bucket/prefix` (AWS
+        /// settings such as AWS_ENDPOINT_URL, AWS_DEFAULT_REGION and the keys
+        /// come from the environment). Default: the data directory.
+        #[arg(long, env = "WEIR_STATE_URL", value_parser = parse_state_url)]
+        state_url: Option<StateLocation>,
     },
+}
+
+fn parse_state_url(text: &str) -> Result<StateLocation, String> {
+    text.parse()
 }
 
 fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
@@ -74,10 +83,12 @@ fn main() -> ExitCode {
             data_dir,
             max_connections,
             checkpoint_interval,
+            state_url,
         } => {
             let mut config = EngineConfig::new(&data_dir);
             config.checkpoint_interval =
                 (!checkpoint_interval.is_zero()).then_some(checkpoint_interval);
+            config.state = state_url;
             runtime.block_on(serve(listen, config, max_connections as usize))
         }
     }
@@ -88,11 +99,7 @@ async fn serve(listen: SocketAddr, config: EngineConfig, max_connections: usize)
     let engine = match Engine::open(config).await {
         Ok(engine) => engine,
         Err(e) => {
-            tracing::error!(
-                "cannot open the data directory {}: {}",
-                data_dir.display(),
-                e.message
-            );
+            tracing::error!("cannot start: {}", e.message);
             return ExitCode::FAILURE;
         }
     };
@@ -106,9 +113,10 @@ async fn serve(listen: SocketAddr, config: EngineConfig, max_connections: usize)
     let addr = server.local_addr().unwrap_or(listen);
     let config = engine.config();
     tracing::info!(
-        "weir {} listening on {addr}, data in {}",
+        "weir {} listening on {addr}, data in {}, checkpoints in {}",
         env!("CARGO_PKG_VERSION"),
-        data_dir.display()
+        data_dir.display(),
+        config.state_location()
     );
     tracing::info!(
         "connect with: psql -h {} -p {} -U {} {}",

@@ -2,7 +2,7 @@
 //! views' rows and operator state, connectors' positions) and replays only
 //! the log after it; the results equal those of a run that never stopped and
 //! the batch queries over the same rows. A damaged checkpoint is detected and
-//! the previous one used.
+//! the previous one used. The log before the oldest checkpoint kept is cut.
 
 mod support;
 
@@ -50,6 +50,17 @@ const SCHEMA: &str = "
         FROM session(clicks, ts, INTERVAL '5 seconds', user_id)
         GROUP BY window_start, window_end, user_id;
 ";
+
+/// The tables, streams and views of [`SCHEMA`], and `clicks_log`, the
+/// table the oracle reads the clicks from.
+async fn create_schema(client: &Client) {
+    run(client, SCHEMA).await;
+    run(
+        client,
+        "CREATE TABLE clicks_log (user_id int, page text, ts timestamp)",
+    )
+    .await;
+}
 
 /// Writes round `round`: accounts inserted, updated and deleted, and clicks
 /// in event-time order (the same rows are inserted into `clicks_log`, a
@@ -121,12 +132,7 @@ async fn check_oracle(client: &Client) {
 async fn a_restart_resumes_from_the_checkpoint_with_the_same_results() {
     let mut server = TestServer::start().await;
     let client = server.connect("weir").await;
-    run(&client, SCHEMA).await;
-    run(
-        &client,
-        "CREATE TABLE clicks_log (user_id int, page text, ts timestamp)",
-    )
-    .await;
+    create_schema(&client).await;
     write_round(&client, 0).await;
     write_round(&client, 1).await;
     run(&client, "CHECKPOINT").await;
@@ -177,12 +183,7 @@ async fn a_restart_resumes_from_the_checkpoint_with_the_same_results() {
 async fn a_damaged_checkpoint_is_reported_and_the_previous_one_used() {
     let mut server = TestServer::start().await;
     let client = server.connect("weir").await;
-    run(&client, SCHEMA).await;
-    run(
-        &client,
-        "CREATE TABLE clicks_log (user_id int, page text, ts timestamp)",
-    )
-    .await;
+    create_schema(&client).await;
     write_round(&client, 0).await;
     run(&client, "CHECKPOINT").await;
     write_round(&client, 1).await;
@@ -288,4 +289,195 @@ async fn a_connector_resumes_from_its_checkpointed_position() {
         sorted_rows(&client, "SELECT * FROM per_auction").await,
         expected
     );
+}
+
+/// The write-ahead log's segments before the oldest checkpoint kept are
+/// deleted; a restart replays the rest and gets the same results; and when
+/// every checkpoint that the remaining log needs is gone, the start is
+/// refused instead of coming back with missing rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_cut_after_checkpoints() {
+    fn small_segments(config: &mut weir_engine::EngineConfig) {
+        config.wal_segment_bytes = 4096;
+    }
+    let segments = |dir: &std::path::Path| -> Vec<u64> {
+        let mut firsts: Vec<u64> = std::fs::read_dir(dir.join("wal"))
+            .expect("the log's directory")
+            .filter_map(|e| {
+                let name = e.expect("entry").file_name().into_string().ok()?;
+                name.strip_prefix("wal-")?
+                    .strip_suffix(".log")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        firsts.sort();
+        firsts
+    };
+    let mut server = TestServer::start_with(small_segments).await;
+    let client = server.connect("weir").await;
+    create_schema(&client).await;
+    write_round(&client, 0).await;
+    let before = segments(server.data_dir());
+    assert!(before.len() > 3, "small segments: {before:?}");
+    assert_eq!(before[0], 0);
+    for round in 1..6 {
+        write_round(&client, round).await;
+        run(&client, "CHECKPOINT").await;
+    }
+    write_round(&client, 6).await;
+    // The oldest checkpoint kept (of 3) was taken after round 3: nothing
+    // written in round 0 is left in the log.
+    let after = segments(server.data_dir());
+    assert!(
+        after[0] > *before.last().expect("a segment"),
+        "segments before the oldest kept checkpoint are deleted: {before:?} -> {after:?}"
+    );
+    check_oracle(&client).await;
+    drop(client);
+
+    server.restart().await;
+    let client = server.connect("weir").await;
+    check_oracle(&client).await;
+    write_round(&client, 7).await;
+    check_oracle(&client).await;
+    drop(client);
+
+    // Without the checkpoints, the log that is left is not enough.
+    server.stop().await;
+    std::fs::remove_dir_all(server.data_dir().join("checkpoints")).expect("remove checkpoints");
+    let error = weir_engine::Engine::open(weir_engine::EngineConfig::new(server.data_dir()))
+        .await
+        .expect_err("a start without the records the log no longer has");
+    assert!(
+        error.message.contains("records from LSN 0 on are needed"),
+        "{}",
+        error.message
+    );
+}
+
+/// `(bytes_written, state_bytes)` of checkpoint `epoch`.
+async fn checkpoint_bytes(client: &Client, epoch: i64) -> (i64, i64) {
+    let row = client
+        .query_one(
+            "SELECT bytes_written, state_bytes FROM weir_catalog.checkpoints \
+             WHERE epoch = $1 AND status = 'committed'",
+            &[&epoch],
+        )
+        .await
+        .expect("the checkpoint's row");
+    (row.get(0), row.get(1))
+}
+
+/// The epoch of a new checkpoint.
+async fn take_checkpoint(client: &Client) -> i64 {
+    run(client, "CHECKPOINT").await;
+    client
+        .query_one("SELECT max(epoch) FROM weir_catalog.checkpoints", &[])
+        .await
+        .expect("epoch")
+        .get(0)
+}
+
+/// Checkpoint cost follows what changed, not the size of the state: after
+/// a full checkpoint of a large table and an aggregation over it, a few
+/// changed keys write a small fraction of it, and nothing changed writes
+/// nothing. The state put back together from the full copy and the change
+/// files (compacted past a chain length) equals what it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_writes_only_what_changed() {
+    const GROUPED: &str =
+        "SELECT g, count(*) AS n, sum(v) AS total, min(v) AS low FROM big GROUP BY g";
+    let mut server = TestServer::start().await;
+    let client = server.connect("weir").await;
+    run(
+        &client,
+        &format!(
+            "CREATE TABLE big (id int PRIMARY KEY, g int, v bigint);
+             INSERT INTO big SELECT i, i % 20000, i FROM generate_series(1, 100000) AS s(i);
+             CREATE MATERIALIZED VIEW per_g AS {GROUPED};"
+        ),
+    )
+    .await;
+    let first = take_checkpoint(&client).await;
+    let (written, total) = checkpoint_bytes(&client, first).await;
+    assert_eq!(written, total, "the first checkpoint is whole");
+    assert!(total > 1_000_000, "a large state: {total} bytes");
+
+    let unchanged = take_checkpoint(&client).await;
+    assert_eq!(
+        checkpoint_bytes(&client, unchanged).await,
+        (0, total),
+        "nothing changed, nothing written"
+    );
+
+    run(&client, "UPDATE big SET v = v + 1 WHERE id <= 10").await;
+    let few = take_checkpoint(&client).await;
+    let (written, state) = checkpoint_bytes(&client, few).await;
+    assert!(
+        written > 0 && written * 50 < state,
+        "10 changed rows of 100000 wrote {written} of {state} bytes"
+    );
+
+    // Enough small changes to make chains long: they get compacted.
+    for round in 0..12 {
+        run(
+            &client,
+            &format!(
+                "UPDATE big SET v = v * 2 WHERE id % 1000 = {round};
+                 DELETE FROM big WHERE id = {};
+                 INSERT INTO big VALUES ({}, {round}, {round});",
+                round * 7 + 1,
+                200_000 + round
+            ),
+        )
+        .await;
+        take_checkpoint(&client).await;
+    }
+    let manifest_files = {
+        let newest: i64 = client
+            .query_one("SELECT max(epoch) FROM weir_catalog.checkpoints", &[])
+            .await
+            .expect("epoch")
+            .get(0);
+        let path = server
+            .data_dir()
+            .join(format!("checkpoints/{newest:020}/manifest.json"));
+        // Every file entry has a name; nothing else in it does.
+        std::fs::read_to_string(&path)
+            .expect("the manifest")
+            .matches("\"name\":")
+            .count()
+    };
+    // A table, a view's rows and its aggregation's subtasks (at most 2 on
+    // this machine's default parallelism, up to the core count): each a full
+    // copy and at most 8 change files.
+    let states = 2 + std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        manifest_files <= states * 9,
+        "chains are compacted: {manifest_files} files for {states} states"
+    );
+    run(&client, "FLUSH").await;
+    let before = sorted_rows(&client, "SELECT * FROM per_g").await;
+    assert_eq!(before, sorted_rows(&client, GROUPED).await);
+    let table_before = sorted_rows(&client, "SELECT * FROM big").await;
+    drop(client);
+
+    server.restart().await;
+    let client = server.connect("weir").await;
+    assert_eq!(sorted_rows(&client, "SELECT * FROM per_g").await, before);
+    assert_eq!(
+        sorted_rows(&client, "SELECT * FROM big").await,
+        table_before
+    );
+    run(&client, "UPDATE big SET v = 0 WHERE id <= 100").await;
+    run(&client, "FLUSH").await;
+    assert_eq!(
+        sorted_rows(&client, "SELECT * FROM per_g").await,
+        sorted_rows(&client, GROUPED).await
+    );
+    // The first checkpoint after a start is whole again.
+    let after = take_checkpoint(&client).await;
+    let (written, total) = checkpoint_bytes(&client, after).await;
+    assert_eq!(written, total);
 }

@@ -1,18 +1,28 @@
 //! Durable writes: the `weir` binary is killed with SIGKILL while clients
 //! write, and started again on the same data directory. Every acknowledged
 //! write must be back, no write twice, and the materialized views must equal
-//! the same queries run in batch over the rows that are back.
+//! the same queries run in batch over the rows that are back. Once with
+//! checkpoints in the data directory, once in a real S3-compatible server.
 
 mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use support::s3::S3Server;
 use support::sorted_rows;
 use tokio_postgres::{Client, NoTls};
+
+/// How the server is started: its data directory, and where its
+/// checkpoints go (`--state-url` and the environment to reach it).
+struct Setup {
+    data_dir: PathBuf,
+    state_url: Option<String>,
+    env: Vec<(&'static str, String)>,
+}
 
 /// The server as a separate process, so that it can be killed.
 struct Process {
@@ -21,19 +31,23 @@ struct Process {
 }
 
 impl Process {
-    fn start(data_dir: &Path) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+    fn start(setup: &Setup) -> Process {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+            .arg(&setup.data_dir)
             // Checkpoints come and go while the server is killed, some of
             // them cut short.
             .args(["--checkpoint-interval", "300ms"])
+            .envs(setup.env.iter().map(|(k, v)| (k, v)))
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the weir binary");
+            .stderr(Stdio::null());
+        if let Some(url) = &setup.state_url {
+            command.args(["--state-url", url]);
+        }
+        let mut child = command.spawn().expect("start the weir binary");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let port = loop {
@@ -196,7 +210,76 @@ async fn table_rows(client: &Client) -> BTreeMap<i64, i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().expect("data directory");
-    let mut server = Process::start(dir.path());
+    let setup = Setup {
+        data_dir: dir.path().to_path_buf(),
+        state_url: None,
+        env: Vec::new(),
+    };
+    let restored = kill_9_rounds(&setup).await;
+    assert!(restored > 0, "some restart resumed from a checkpoint");
+    assert!(
+        dir.path().join("checkpoints").is_dir(),
+        "checkpoints are in the data directory by default"
+    );
+}
+
+/// The same with checkpoints in a real S3-compatible server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9_with_state_in_s3() {
+    let s3 = S3Server::start();
+    s3.create_bucket("weir-state");
+    let dir = tempfile::tempdir().expect("data directory");
+    let setup = Setup {
+        data_dir: dir.path().to_path_buf(),
+        state_url: Some("s3://weir-state/instance-1".into()),
+        env: s3.env(),
+    };
+    let restored = kill_9_rounds(&setup).await;
+    assert!(restored > 0, "some restart resumed from a checkpoint in S3");
+    assert!(
+        !dir.path().join("checkpoints").exists(),
+        "no checkpoint went to the data directory"
+    );
+    let keys = s3.keys("weir-state");
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("instance-1/checkpoints/") && k.ends_with("/manifest.json")),
+        "committed checkpoints are in the bucket under the prefix: {keys:?}"
+    );
+}
+
+/// A bucket that does not exist: the server says so and exits, at once.
+#[test]
+fn a_missing_bucket_stops_the_start_with_a_clear_error() {
+    let s3 = S3Server::start();
+    let dir = tempfile::tempdir().expect("data directory");
+    let started = std::time::Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args(["--state-url", "s3://no-such-bucket/weir"])
+        .envs(s3.env())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run the weir binary");
+    assert!(!output.status.success(), "the server must not start");
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        log.contains("cannot use the checkpoint storage s3://no-such-bucket/weir")
+            && log.contains("NoSuchBucket"),
+        "{log}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the error comes without retrying for long"
+    );
+}
+
+/// Clients write to a table and a stream while the server is killed five
+/// times; after each restart the acknowledged writes are back, once. Returns
+/// how many checkpoints the last server lists as restored.
+async fn kill_9_rounds(setup: &Setup) -> usize {
+    let mut server = Process::start(setup);
     let client = server.connect().await;
     client
         .batch_execute(
@@ -235,7 +318,7 @@ async fn acknowledged_writes_survive_kill_9() {
             stream_writer
         );
         maybe_events.extend(in_flight);
-        server = Process::start(dir.path());
+        server = Process::start(setup);
         let client = server.connect().await;
 
         let found = table_rows(&client).await;
@@ -289,4 +372,10 @@ async fn acknowledged_writes_survive_kill_9() {
         sorted_rows(&client, "SELECT c, s FROM acct_totals").await,
         sorted_rows(&client, "SELECT count(*), sum(v) FROM acct").await
     );
+    sorted_rows(
+        &client,
+        "SELECT epoch FROM weir_catalog.checkpoints WHERE status = 'restored'",
+    )
+    .await
+    .len()
 }

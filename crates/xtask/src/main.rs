@@ -2,9 +2,11 @@
 //! fresh machine.
 //!
 //! The tests talk to real programs: `psql`, a PostgreSQL server (to compare
-//! Weir's behaviour with Postgres'), the stock `sqllogictest` CLI. This task
+//! Weir's behaviour with Postgres'), the stock `sqllogictest` CLI, an
+//! S3-compatible server (moto's, from PyPI) for checkpoints in S3. This task
 //! installs whichever is missing (Debian packages with apt-get, crates with
-//! cargo install), checks formatting and lints, then runs `cargo test`.
+//! cargo install, Python packages with pip in a virtual environment), checks
+//! formatting and lints, then runs `cargo test`.
 //!
 //! `cargo xtask test [-- <cargo test arguments>]`; `--no-lint` skips fmt and
 //! clippy.
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 const SQLLOGICTEST_VERSION: &str = "0.29.1";
+const MOTO_VERSION: &str = "5.2.1";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -42,6 +45,7 @@ fn test(args: &[String]) -> Result<(), String> {
 
     ensure_postgres()?;
     ensure_sqllogictest()?;
+    let moto_server = ensure_moto()?;
 
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     if lint {
@@ -57,7 +61,42 @@ fn test(args: &[String]) -> Result<(), String> {
     }
     run(Command::new(&cargo)
         .args(["test", "--workspace"])
+        .env("WEIR_MOTO_SERVER", moto_server)
         .args(passthrough))
+}
+
+/// moto's S3-compatible server (`moto_server`, PyPI package `moto[server]`):
+/// the one on PATH, or one installed in a virtual environment under
+/// `~/.cache/weir-tools` (system Pythons refuse a plain `pip install`).
+fn ensure_moto() -> Result<PathBuf, String> {
+    if let Some(found) = find_program("moto_server") {
+        return Ok(found);
+    }
+    let home = env::var_os("HOME").ok_or("HOME is not set")?;
+    let venv = Path::new(&home).join(".cache/weir-tools/moto");
+    let program = venv.join("bin/moto_server");
+    if program.is_file() {
+        return Ok(program);
+    }
+    eprintln!(
+        "xtask: installing moto[server] {MOTO_VERSION} with pip in {}",
+        venv.display()
+    );
+    let python = find_program("python3").ok_or("python3 is needed for moto's S3 server")?;
+    if run(Command::new(&python).arg("-m").arg("venv").arg(&venv)).is_err() {
+        apt_install(&["python3-venv"])?;
+        run(Command::new(&python).arg("-m").arg("venv").arg(&venv))?;
+    }
+    run(Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet"])
+        .arg(format!("moto[server]=={MOTO_VERSION}")))?;
+    if !program.is_file() {
+        return Err(format!(
+            "moto was installed but {} is missing",
+            program.display()
+        ));
+    }
+    Ok(program)
 }
 
 /// `psql` and the PostgreSQL server programs, from Debian's packages.

@@ -11,7 +11,7 @@
 //! `EMIT ON WINDOW CLOSE` their rows are emitted only then, once, as
 //! insertions (the output is append-only).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -26,7 +26,7 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
-use crate::checkpoint::{AccumulatorStates, merge_states, scalar_column, state_batch, state_error};
+use crate::checkpoint::{AccumulatorStates, GroupRows, StatePiece, merge_states, state_error};
 use crate::message::{Barrier, Chunk, Message, Op, Watermark};
 use crate::operator::{Operator, Result};
 
@@ -123,6 +123,12 @@ impl Group {
     fn values(&mut self) -> Result<Vec<ScalarValue>> {
         self.accumulators.iter_mut().map(|a| a.evaluate()).collect()
     }
+
+    /// Bytes the group holds now.
+    fn size(&self) -> usize {
+        self.accumulators.iter().map(|a| a.size()).sum::<usize>()
+            + self.key.iter().map(ScalarValue::size).sum::<usize>()
+    }
 }
 
 /// Grouped aggregation.
@@ -142,6 +148,10 @@ pub struct Aggregate {
     state_bytes: usize,
     /// The key of the one group when there is no GROUP BY.
     global_key: OwnedRow,
+    /// The groups changed (or removed) since the last checkpoint, once one
+    /// took the whole state; `None` before that, or when so many changed
+    /// that the next checkpoint takes the whole state anyway.
+    changed: Option<HashSet<OwnedRow>>,
 }
 
 impl Aggregate {
@@ -169,6 +179,7 @@ impl Aggregate {
             started: false,
             state_bytes: 0,
             global_key: global_key()?,
+            changed: None,
         };
         // Fail at planning, not on the first row, when an accumulator cannot
         // retract.
@@ -202,6 +213,85 @@ impl Aggregate {
             .collect()
     }
 
+    /// Adds a group, listed under its window when there is one.
+    fn add_group(&mut self, key: OwnedRow, group: Group) {
+        if let Some(window) = self.window
+            && let Some(start) = group.key.get(window.key)
+            && !start.is_null()
+        {
+            self.windows
+                .entry(Ordered(start.clone()))
+                .or_default()
+                .push(key.clone());
+        }
+        self.groups.insert(key, group);
+    }
+
+    /// Notes that group `key` changed since the last checkpoint.
+    fn touch(&mut self, key: &OwnedRow) {
+        if let Some(changed) = &mut self.changed {
+            changed.insert(key.clone());
+            // Past this, the whole state costs about the same to write.
+            if changed.len() > 2 * self.groups.len().max(1024) {
+                self.changed = None;
+            }
+        }
+    }
+
+    /// The checkpoint rows (key, row count, accumulator states) of every
+    /// group (`only` = `None`), or of the groups in `only` with an
+    /// operations column: 1 for a group's new row, -1 for a group removed.
+    fn state_rows(&mut self, only: Option<&HashSet<OwnedRow>>) -> Result<RecordBatch> {
+        let key_types = (0..self.group_exprs.len())
+            .map(|i| self.output_schema.field(i).data_type().clone())
+            .collect();
+        let mut fresh = self.accumulators()?;
+        let mut rows = GroupRows::new(key_types, &mut fresh)?;
+        let mut counts = Vec::new();
+        let Some(only) = only else {
+            for group in self.groups.values_mut() {
+                rows.push(&group.key, &mut group.accumulators)?;
+                counts.push(group.rows);
+            }
+            return rows.finish(vec![(
+                "rows".to_string(),
+                Arc::new(Int64Array::from(counts)) as ArrayRef,
+            )]);
+        };
+        let mut ops = Vec::with_capacity(only.len());
+        let mut removed = Vec::new();
+        for key in only {
+            match self.groups.get_mut(key) {
+                Some(group) => {
+                    rows.push(&group.key, &mut group.accumulators)?;
+                    counts.push(group.rows);
+                    ops.push(1i8);
+                }
+                None => removed.push(key.row()),
+            }
+        }
+        if !removed.is_empty() {
+            let keys = self.converter.convert_rows(removed.iter().copied())?;
+            for i in 0..removed.len() {
+                let key = keys
+                    .iter()
+                    .map(|k| ScalarValue::try_from_array(k, i))
+                    .collect::<Result<Vec<_>>>()?;
+                rows.push(&key, &mut self.accumulators()?)?;
+                counts.push(0);
+                ops.push(-1);
+            }
+        }
+        let batch = rows.finish(vec![(
+            "rows".to_string(),
+            Arc::new(Int64Array::from(counts)) as ArrayRef,
+        )])?;
+        Ok(weir_state::delta::with_ops(
+            &batch,
+            Some(&Int8Array::from(ops)),
+        )?)
+    }
+
     /// An aggregate without GROUP BY has one row even without input rows.
     fn is_global(&self) -> bool {
         self.group_exprs.is_empty()
@@ -224,6 +314,7 @@ impl Aggregate {
             self.groups.insert(self.global_key.clone(), group);
             let mut changes = Changes::default();
             let key = self.global_key.clone();
+            self.touch(&key);
             self.emit_changed(std::slice::from_ref(&key), &mut changes)?;
             self.flush(changes, out)?;
         }
@@ -430,16 +521,7 @@ impl Operator for Aggregate {
                     emitted: None,
                     bytes: 0,
                 };
-                if let Some(window) = self.window
-                    && let Some(start) = group.key.get(window.key)
-                    && !start.is_null()
-                {
-                    self.windows
-                        .entry(Ordered(start.clone()))
-                        .or_default()
-                        .push(key.clone());
-                }
-                self.groups.insert(key.clone(), group);
+                self.add_group(key.clone(), group);
             }
             let group = self
                 .groups
@@ -458,10 +540,10 @@ impl Operator for Aggregate {
                 }
             }
             group.rows += inserted.len() as i64 - deleted.len() as i64;
-            let bytes = group.accumulators.iter().map(|a| a.size()).sum::<usize>()
-                + group.key.iter().map(ScalarValue::size).sum::<usize>();
+            let bytes = group.size();
             self.state_bytes = self.state_bytes.saturating_sub(group.bytes) + bytes;
             group.bytes = bytes;
+            self.touch(&key);
             changed.push(key);
         }
         if self.window.is_some_and(|w| w.emit_on_close) {
@@ -501,6 +583,7 @@ impl Operator for Aggregate {
             for key in below.into_values().flatten() {
                 if let Some(group) = self.groups.remove(&key) {
                     self.state_bytes = self.state_bytes.saturating_sub(group.bytes);
+                    self.touch(&key);
                     closed.push((key, group));
                 }
             }
@@ -530,8 +613,10 @@ impl Operator for Aggregate {
         self.state_bytes + self.groups.len() * std::mem::size_of::<Group>()
     }
 
-    /// One row per group: its key, its row count, its accumulators' states.
-    fn checkpoint(&mut self) -> Result<Option<RecordBatch>> {
+    /// One row per group: its key, its row count, its accumulators' states;
+    /// unless `full`, only the groups changed since the last checkpoint
+    /// (when they are fewer than half).
+    fn checkpoint(&mut self, full: bool) -> Result<Option<StatePiece>> {
         if self.retracting {
             // Over a changelog an accumulator must come back able to retract
             // what it holds: the states of these keep all of it.
@@ -546,29 +631,14 @@ impl Operator for Aggregate {
                 )));
             }
         }
-        let mut fresh = self.accumulators()?;
-        let mut states = AccumulatorStates::new(&mut fresh)?;
-        let mut keys: Vec<Vec<ScalarValue>> = vec![Vec::new(); self.group_exprs.len()];
-        let mut rows = Vec::with_capacity(self.groups.len());
-        for group in self.groups.values_mut() {
-            for (column, value) in keys.iter_mut().zip(&group.key) {
-                column.push(value.clone());
+        let changed = self.changed.replace(HashSet::new());
+        let piece = match changed {
+            Some(changed) if !full && changed.len() * 2 < self.groups.len() => {
+                StatePiece::Changes(vec![self.state_rows(Some(&changed))?])
             }
-            rows.push(group.rows);
-            states.push(&mut group.accumulators)?;
-        }
-        let mut columns = Vec::new();
-        for (i, values) in keys.into_iter().enumerate() {
-            let data_type = self.output_schema.field(i).data_type();
-            columns.push((format!("key_{i}"), scalar_column(values, data_type)?));
-        }
-        let count = rows.len();
-        columns.push((
-            "rows".to_string(),
-            Arc::new(Int64Array::from(rows)) as ArrayRef,
-        ));
-        columns.extend(states.finish()?);
-        Ok(Some(state_batch(columns, count)?))
+            _ => StatePiece::Full(vec![self.state_rows(None)?]),
+        };
+        Ok(Some(piece))
     }
 
     fn restore(&mut self, state: RecordBatch) -> Result<()> {
@@ -614,19 +684,9 @@ impl Operator for Aggregate {
             if !emit_on_close {
                 group.emitted = Some(group.values()?);
             }
-            group.bytes = group.accumulators.iter().map(|a| a.size()).sum::<usize>()
-                + group.key.iter().map(ScalarValue::size).sum::<usize>();
+            group.bytes = group.size();
             self.state_bytes += group.bytes;
-            if let Some(window) = self.window
-                && let Some(start) = group.key.get(window.key)
-                && !start.is_null()
-            {
-                self.windows
-                    .entry(Ordered(start.clone()))
-                    .or_default()
-                    .push(key.clone());
-            }
-            self.groups.insert(key, group);
+            self.add_group(key, group);
         }
         // The checkpoint was taken at a barrier, after the start.
         self.started = true;

@@ -28,7 +28,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::aggregate::{AggregateCall, Changes, call_inputs, call_rows, global_key};
 use super::window::{duration, micros_per_unit, time_unit, timestamp_value, timestamps, to_unit};
-use crate::checkpoint::{AccumulatorStates, merge_states, scalar_column, state_batch, state_error};
+use crate::checkpoint::{AccumulatorStates, GroupRows, StatePiece, merge_states, state_error};
 use crate::message::{Chunk, Message, Op, Watermark};
 use crate::operator::{Operator, Result};
 
@@ -555,35 +555,26 @@ impl Operator for SessionAggregate {
     }
 
     /// One row per open session: its partition key, start and end (in the
-    /// time column's unit), its accumulators' states.
-    fn checkpoint(&mut self) -> Result<Option<RecordBatch>> {
-        let mut fresh = self.accumulators()?;
-        let mut states = AccumulatorStates::new(&mut fresh)?;
-        let key_types = self.partition_types();
-        let mut keys: Vec<Vec<ScalarValue>> = vec![Vec::new(); key_types.len()];
+    /// time column's unit), its accumulators' states. Always whole: open
+    /// sessions are few and short-lived.
+    fn checkpoint(&mut self, _full: bool) -> Result<Option<StatePiece>> {
+        let mut rows = GroupRows::new(self.partition_types(), &mut self.accumulators()?)?;
         let (mut starts, mut ends) = (Vec::new(), Vec::new());
         for partition in self.partitions.values_mut() {
             for (start, session) in partition.sessions.iter_mut() {
-                for (column, value) in keys.iter_mut().zip(&partition.key) {
-                    column.push(value.clone());
-                }
+                rows.push(&partition.key, &mut session.accumulators)?;
                 starts.push(*start);
                 ends.push(session.end);
-                states.push(&mut session.accumulators)?;
             }
         }
-        let mut columns = Vec::new();
-        for (i, (values, data_type)) in keys.into_iter().zip(&key_types).enumerate() {
-            columns.push((format!("key_{i}"), scalar_column(values, data_type)?));
-        }
-        let count = starts.len();
-        columns.push((
-            "start".into(),
-            Arc::new(Int64Array::from(starts)) as ArrayRef,
-        ));
-        columns.push(("end".into(), Arc::new(Int64Array::from(ends)) as ArrayRef));
-        columns.extend(states.finish()?);
-        Ok(Some(state_batch(columns, count)?))
+        let batch = rows.finish(vec![
+            (
+                "start".into(),
+                Arc::new(Int64Array::from(starts)) as ArrayRef,
+            ),
+            ("end".into(), Arc::new(Int64Array::from(ends)) as ArrayRef),
+        ])?;
+        Ok(Some(StatePiece::Full(vec![batch])))
     }
 
     fn restore(&mut self, state: RecordBatch) -> Result<()> {

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses part of this module
 
 pub mod postgres;
+pub mod s3;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ pub struct TestServer {
     task: JoinHandle<()>,
     engine: Arc<Engine>,
     max_connections: usize,
+    configure: fn(&mut EngineConfig),
 }
 
 impl TestServer {
@@ -30,24 +32,41 @@ impl TestServer {
 
     /// A server that accepts `max_connections` connections at once.
     pub async fn start_with_max_connections(max_connections: usize) -> TestServer {
+        TestServer::launch_new(max_connections, |_| {}).await
+    }
+
+    /// A server whose engine settings `configure` changes (at every restart
+    /// too).
+    pub async fn start_with(configure: fn(&mut EngineConfig)) -> TestServer {
+        TestServer::launch_new(weir_server::DEFAULT_MAX_CONNECTIONS, configure).await
+    }
+
+    async fn launch_new(max_connections: usize, configure: fn(&mut EngineConfig)) -> TestServer {
         let data_dir = tempfile::tempdir().expect("create a data directory");
-        let (engine, addr, task) = launch(data_dir.path(), max_connections).await;
+        let (engine, addr, task) = launch(data_dir.path(), max_connections, configure).await;
         TestServer {
             data_dir,
             addr,
             task,
             engine,
             max_connections,
+            configure,
         }
+    }
+
+    /// Stops the server, keeping its data directory.
+    pub async fn stop(&mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+        self.engine.close();
     }
 
     /// Stops the server and starts a new one on the same data directory, as a
     /// restart of the process would. The port changes.
     pub async fn restart(&mut self) {
-        self.task.abort();
-        let _ = (&mut self.task).await;
-        self.engine.close();
-        let (engine, addr, task) = launch(self.data_dir.path(), self.max_connections).await;
+        self.stop().await;
+        let (engine, addr, task) =
+            launch(self.data_dir.path(), self.max_connections, self.configure).await;
         self.engine = engine;
         self.addr = addr;
         self.task = task;
@@ -89,8 +108,14 @@ impl Drop for TestServer {
     }
 }
 
-async fn launch(dir: &Path, max_connections: usize) -> (Arc<Engine>, SocketAddr, JoinHandle<()>) {
-    let engine = Engine::open(EngineConfig::new(dir))
+async fn launch(
+    dir: &Path,
+    max_connections: usize,
+    configure: fn(&mut EngineConfig),
+) -> (Arc<Engine>, SocketAddr, JoinHandle<()>) {
+    let mut config = EngineConfig::new(dir);
+    configure(&mut config);
+    let engine = Engine::open(config)
         .await
         .unwrap_or_else(|e| panic!("open engine in {}: {e}", dir.display()));
     let server = Server::bind_with(
