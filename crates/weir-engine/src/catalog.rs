@@ -43,6 +43,7 @@ pub enum ObjectDef {
     View(ViewDef),
     Stream(StreamDef),
     MaterializedView(MaterializedViewDef),
+    Sink(SinkDef),
 }
 
 impl ObjectDef {
@@ -52,6 +53,7 @@ impl ObjectDef {
             ObjectDef::View(v) => v.oid,
             ObjectDef::Stream(s) => s.oid,
             ObjectDef::MaterializedView(m) => m.oid,
+            ObjectDef::Sink(k) => k.oid,
         }
     }
 
@@ -61,6 +63,7 @@ impl ObjectDef {
             ObjectDef::View(v) => &v.name,
             ObjectDef::Stream(s) => &s.name,
             ObjectDef::MaterializedView(m) => &m.name,
+            ObjectDef::Sink(k) => &k.name,
         }
     }
 }
@@ -137,6 +140,24 @@ impl StreamDef {
             .iter()
             .any(|(k, _)| k.eq_ignore_ascii_case("connector"))
     }
+}
+
+/// A sink: a query's results written out through a connector.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SinkDef {
+    pub oid: u32,
+    pub name: String,
+    /// The query whose results it writes out, as SQL text (`SELECT * FROM
+    /// relation` for `CREATE SINK ... FROM relation`).
+    pub query: String,
+    #[serde(default)]
+    pub emit_on_window_close: bool,
+    pub parallelism: usize,
+    /// The write-ahead log position when it started reading its inputs.
+    #[serde(default)]
+    pub log_position: u64,
+    /// `WITH (connector = ..., ...)`.
+    pub options: Vec<(String, String)>,
 }
 
 /// A materialized view: a query kept up to date as its inputs change.

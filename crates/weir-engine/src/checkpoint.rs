@@ -38,6 +38,7 @@ use crate::engine::Engine;
 use crate::error::{Result, WeirError, sqlstate};
 use crate::materialized_view::MaterializedView;
 use crate::relation::Relation;
+use crate::sink::Sink;
 use crate::state_files::{Chains, Located, Piece, StateKind, chain_of, manifest_entry, read_chain};
 
 /// Committed checkpoints kept: recovery falls back to an older one when the
@@ -76,6 +77,10 @@ struct RelationState {
     /// final and no job runs again.
     #[serde(default)]
     finished: bool,
+    /// A sink's output staged by this checkpoint's barrier (and earlier
+    /// ones not committed), made visible once it commits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sink_staged: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,6 +91,40 @@ struct OperatorFile {
     file: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     changes: Vec<String>,
+}
+
+/// Each operator state a job handed over, as a piece of relation
+/// `relation` (index in the content) named after `prefix`.
+fn operator_pieces(
+    prefix: &str,
+    relation: usize,
+    states: Vec<OperatorState>,
+    pieces: &mut Vec<Piece>,
+    owners: &mut Vec<(usize, Option<(usize, usize)>)>,
+) {
+    for OperatorState {
+        node,
+        subtask,
+        state: piece,
+    } in states
+    {
+        let schema = match &piece {
+            StatePiece::Full(batches) => batches.first().map(RecordBatch::schema),
+            StatePiece::Changes(batches) => batches.first().map(|b| {
+                let mut fields = b.schema().fields().to_vec();
+                fields.pop();
+                Arc::new(arrow::datatypes::Schema::new(fields))
+            }),
+        };
+        let Some(schema) = schema else { continue };
+        pieces.push(Piece {
+            name: format!("{prefix}-node{node}-{subtask}"),
+            kind: StateKind::Groups,
+            schema,
+            piece,
+        });
+        owners.push((relation, Some((node, subtask))));
+    }
 }
 
 /// A chain's file names, as the content lists them: (full copy, changes).
@@ -225,6 +264,7 @@ impl Engine {
         // operator's state, its node and subtask.
         let mut owners: Vec<(usize, Option<(usize, usize)>)> = Vec::new();
         let mut views: Vec<(u32, Arc<MaterializedView>)> = Vec::new();
+        let mut sinks: Vec<(u32, Arc<Sink>)> = Vec::new();
         let (epoch, log_position) = {
             let _ddl = self.ddl_lock().await;
             let mut barriers = self.barrier_lock().await;
@@ -235,6 +275,7 @@ impl Engine {
                 let mut of_db = db.relations();
                 of_db.sort_by_key(Relation::oid);
                 relations.extend(of_db.into_iter().map(|r| (db.clone(), r)));
+                sinks.extend(db.sinks().into_iter().map(|s| (db.oid, s)));
             }
             let mut held = Vec::with_capacity(relations.len());
             for (_, relation) in &relations {
@@ -256,6 +297,7 @@ impl Engine {
                     rows_changes: Vec::new(),
                     operators: Vec::new(),
                     finished: false,
+                    sink_staged: Vec::new(),
                 };
                 match (relation, held) {
                     (Relation::Table(table), Held::Table(writer)) => {
@@ -307,6 +349,7 @@ impl Engine {
                 rows_changes: Vec::new(),
                 operators: Vec::new(),
                 finished: false,
+                sink_staged: Vec::new(),
             });
             let rows = match view.sink.checkpointed(epoch) {
                 Some(checkpoint) => {
@@ -319,29 +362,7 @@ impl Engine {
                                 format!("materialized view \"{}\": {e}", view.def.name),
                             ))
                         })?;
-                    for OperatorState {
-                        node,
-                        subtask,
-                        state: piece,
-                    } in states
-                    {
-                        let schema = match &piece {
-                            StatePiece::Full(batches) => batches.first().map(RecordBatch::schema),
-                            StatePiece::Changes(batches) => batches.first().map(|b| {
-                                let mut fields = b.schema().fields().to_vec();
-                                fields.pop();
-                                Arc::new(arrow::datatypes::Schema::new(fields))
-                            }),
-                        };
-                        let Some(schema) = schema else { continue };
-                        pieces.push(Piece {
-                            name: format!("{name}-node{node}-{subtask}"),
-                            kind: StateKind::Groups,
-                            schema,
-                            piece,
-                        });
-                        owners.push((relation, Some((node, subtask))));
-                    }
+                    operator_pieces(&name, relation, states, &mut pieces, &mut owners);
                     checkpoint.rows
                 }
                 // Its job finished (its sources ended) before the barrier:
@@ -361,6 +382,47 @@ impl Engine {
                 piece: rows,
             });
             owners.push((relation, None));
+        }
+
+        // Every sink applies the barrier: what it wrote before is staged.
+        for (db, sink) in &sinks {
+            let name = &sink.def.name;
+            let status = || sink.with_job(|job| job.status());
+            wait_for_job("sink", name, sink.output.epochs(), status, epoch)
+                .await
+                .map_err(failed)?;
+            if matches!(status(), Some(JobStatus::Finished)) {
+                // Its inputs ended after the last barrier it saw.
+                sink.output.stage_final(epoch).map_err(|e| {
+                    failed(WeirError::new(
+                        sqlstate::IO_ERROR,
+                        format!("sink \"{name}\": {e}"),
+                    ))
+                })?;
+            }
+            let relation = content.relations.len();
+            content.relations.push(RelationState {
+                database: *db,
+                oid: sink.def.oid,
+                watermark_micros: None,
+                source_position: None,
+                rows: None,
+                rows_changes: Vec::new(),
+                operators: Vec::new(),
+                finished: false,
+                sink_staged: sink.output.staged_until(epoch),
+            });
+            let states = sink
+                .with_job(|job| job.states().take(epoch))
+                .unwrap_or(Ok(Vec::new()))
+                .map_err(|e| {
+                    failed(WeirError::new(
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        format!("sink \"{name}\": {e}"),
+                    ))
+                })?;
+            let prefix = format!("db{db}-sink{}", sink.def.oid);
+            operator_pieces(&prefix, relation, states, &mut pieces, &mut owners);
         }
 
         // Each state's files: written now, or kept from earlier checkpoints.
@@ -400,39 +462,28 @@ impl Engine {
             .commit(&manifest)
             .await
             .map_err(|e| failed(storage_error(e)))?;
+        // The checkpoint is in: what the sinks staged for it becomes
+        // visible. A failure here is retried by the next checkpoint, and at
+        // a restart from this one.
+        for (_, sink) in &sinks {
+            if let Err(e) = sink.output.commit_until(epoch) {
+                tracing::warn!(sink = %sink.def.name, error = %e, "cannot commit a sink's output");
+            }
+        }
         self.prune(epoch).await;
         Ok((epoch, manifest, chains))
     }
 
     /// Waits until `view` has applied the barrier of `epoch` (or finished).
     pub(crate) async fn wait_for_epoch(&self, view: &MaterializedView, epoch: u64) -> Result<()> {
-        let mut epochs = view.sink.epochs();
-        loop {
-            if *epochs.borrow_and_update() >= epoch {
-                return Ok(());
-            }
-            let Some(status) = view.with_job(|job| job.status()) else {
-                return Ok(()); // dropped meanwhile, or restored finished
-            };
-            match status {
-                JobStatus::Running => {}
-                // Its inputs ended: it has applied all there is.
-                JobStatus::Finished => return Ok(()),
-                JobStatus::Failed(error) => {
-                    return Err(WeirError::new(
-                        sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
-                        format!(
-                            "materialized view \"{}\" has stopped: {error}",
-                            view.def.name
-                        ),
-                    )
-                    .with_hint("Drop the materialized view and create it again."));
-                }
-            }
-            // Wake up now and then to notice a job that failed.
-            let _ =
-                tokio::time::timeout(std::time::Duration::from_millis(200), epochs.changed()).await;
-        }
+        wait_for_job(
+            "materialized view",
+            &view.def.name,
+            view.sink.epochs(),
+            || view.with_job(|job| job.status()),
+            epoch,
+        )
+        .await
     }
 
     /// Deletes all but the last [`KEEP`] committed checkpoints (and
@@ -584,6 +635,14 @@ impl Recovery {
         read_chain(&self.store, StateKind::Rows, &chain).await
     }
 
+    /// What a sink's output staged, committed by the checkpoint.
+    pub(crate) fn sink_staged(&self, oid: u32) -> Vec<String> {
+        self.relations
+            .get(&oid)
+            .map(|r| r.sink_staged.clone())
+            .unwrap_or_default()
+    }
+
     /// Whether a view's job had finished.
     pub(crate) fn finished(&self, oid: u32) -> bool {
         self.relations.get(&oid).is_some_and(|r| r.finished)
@@ -606,5 +665,39 @@ impl Recovery {
             });
         }
         Ok(states)
+    }
+}
+
+/// Waits until a job's output has applied the barrier of `epoch` (`epochs`
+/// tells the last one applied), or its job finished (`status`: `None` when
+/// it has no job: dropped meanwhile, or restored finished).
+pub(crate) async fn wait_for_job(
+    kind: &str,
+    name: &str,
+    mut epochs: tokio::sync::watch::Receiver<u64>,
+    status: impl Fn() -> Option<JobStatus>,
+    epoch: u64,
+) -> Result<()> {
+    loop {
+        if *epochs.borrow_and_update() >= epoch {
+            return Ok(());
+        }
+        let Some(status) = status() else {
+            return Ok(());
+        };
+        match status {
+            JobStatus::Running => {}
+            // Its inputs ended: it has applied all there is.
+            JobStatus::Finished => return Ok(()),
+            JobStatus::Failed(error) => {
+                return Err(WeirError::new(
+                    sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!("{kind} \"{name}\" has stopped: {error}"),
+                )
+                .with_hint(format!("Drop the {kind} and create it again.")));
+            }
+        }
+        // Wake up now and then to notice a job that failed.
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(200), epochs.changed()).await;
     }
 }

@@ -19,6 +19,7 @@ use crate::checkpoint::{CheckpointHistory, CheckpointRecord};
 use crate::late_rows::LateRows;
 use crate::pg_catalog::PgCatalogSchema;
 use crate::relation::{ROW_IDS_PREFIX, Relation, RowIds};
+use crate::sink::Sink;
 use crate::system_catalog::{SYSTEM_SCHEMA, SystemSchema};
 
 /// The schema user relations live in.
@@ -38,6 +39,9 @@ pub struct Database {
     pg_catalog: OnceLock<Arc<PgCatalogSchema>>,
     late_rows: LateRows,
     checkpoints: OnceLock<CheckpointHistory>,
+    /// Sinks by name (they share the relations' names, but no query reads
+    /// them).
+    sinks: RwLock<BTreeMap<String, Arc<Sink>>>,
 }
 
 impl Database {
@@ -50,6 +54,7 @@ impl Database {
             pg_catalog: OnceLock::new(),
             late_rows: LateRows::default(),
             checkpoints: OnceLock::new(),
+            sinks: RwLock::new(BTreeMap::new()),
         })
     }
 
@@ -160,30 +165,72 @@ impl Database {
             .collect()
     }
 
-    /// Names of the relations that read `name`, directly.
+    /// Names of the relations and sinks that read `name`, directly.
     pub fn dependents_of(&self, name: &str) -> Vec<String> {
         self.relations()
             .iter()
             .filter(|r| r.dependencies().iter().any(|d| d == name))
             .map(|r| r.name().to_string())
+            .chain(
+                self.sinks()
+                    .iter()
+                    .filter(|s| s.depends_on.iter().any(|d| d == name))
+                    .map(|s| s.def.name.clone()),
+            )
             .collect()
     }
 
-    /// The definition to save, objects in an order they can be rebuilt in.
+    pub fn sink(&self, name: &str) -> Option<Arc<Sink>> {
+        self.read_sinks().get(name).cloned()
+    }
+
+    /// All sinks, in creation order.
+    pub fn sinks(&self) -> Vec<Arc<Sink>> {
+        let mut all: Vec<Arc<Sink>> = self.read_sinks().values().cloned().collect();
+        all.sort_by_key(|s| s.def.oid);
+        all
+    }
+
+    pub fn add_sink(&self, sink: Arc<Sink>) {
+        self.sinks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sink.def.name.clone(), sink);
+    }
+
+    pub fn remove_sink(&self, name: &str) -> Option<Arc<Sink>> {
+        self.sinks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+    }
+
+    fn read_sinks(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Sink>>> {
+        self.sinks.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The definition to save, objects in an order they can be rebuilt in:
+    /// each after what it reads, a sink among the relations in creation
+    /// order (it reads older ones; none reads it).
     pub fn to_def(&self) -> DatabaseDef {
+        let mut sinks = self.sinks().into_iter().peekable();
+        let mut objects = Vec::new();
+        for relation in self.in_dependency_order() {
+            while let Some(sink) = sinks.next_if(|s| s.def.oid < relation.oid()) {
+                objects.push(ObjectDef::Sink(sink.def.clone()));
+            }
+            objects.push(match relation {
+                Relation::Table(t) => ObjectDef::Table(t.def.clone()),
+                Relation::View(v) => ObjectDef::View(v.def.clone()),
+                Relation::Stream(s) => ObjectDef::Stream(s.def.clone()),
+                Relation::MaterializedView(v) => ObjectDef::MaterializedView(v.def.clone()),
+            });
+        }
+        objects.extend(sinks.map(|s| ObjectDef::Sink(s.def.clone())));
         DatabaseDef {
             oid: self.oid,
             name: self.name.clone(),
-            objects: self
-                .in_dependency_order()
-                .into_iter()
-                .map(|r| match r {
-                    Relation::Table(t) => ObjectDef::Table(t.def.clone()),
-                    Relation::View(v) => ObjectDef::View(v.def.clone()),
-                    Relation::Stream(s) => ObjectDef::Stream(s.def.clone()),
-                    Relation::MaterializedView(v) => ObjectDef::MaterializedView(v.def.clone()),
-                })
-                .collect(),
+            objects,
         }
     }
 

@@ -514,10 +514,16 @@ impl Engine {
         )?;
         let mut streams = Vec::new();
         for object in objects {
-            if let ObjectDef::MaterializedView(view) = &object
-                && !checkpoint.is_some_and(|c| c.has(view.oid))
+            // A job started after the checkpoint starts where it did.
+            let started_at = match &object {
+                ObjectDef::MaterializedView(view) => Some(view.log_position),
+                ObjectDef::Sink(sink) => Some(sink.log_position),
+                _ => None,
+            };
+            if let Some(position) = started_at
+                && !checkpoint.is_some_and(|c| c.has(object.oid()))
             {
-                replay.until(db, view.log_position).await?;
+                replay.until(db, position).await?;
             }
             let name = object.name().to_string();
             let restored = session.restore(object, checkpoint).await.map_err(|e| {

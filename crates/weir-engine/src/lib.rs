@@ -14,6 +14,7 @@
 //! - [`text_format`]: values in Postgres' text format;
 //! - [`event_time`]: event time, watermarks and late rows of sources;
 //! - [`stream`], [`materialized_view`]: streaming relations;
+//! - [`sink`]: sinks, which write a query's results out through a connector;
 //! - [`streaming`]: from a query to a streaming job, and the window functions;
 //! - [`connectors`]: the connectors that feed streams;
 //! - [`late_rows`], [`system_catalog`]: the `weir_catalog` system tables;
@@ -38,6 +39,7 @@ pub mod pg_catalog;
 pub mod relation;
 pub mod session;
 pub mod settings;
+pub mod sink;
 pub mod state_files;
 pub mod stream;
 pub mod streaming;

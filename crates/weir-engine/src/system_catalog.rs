@@ -1,6 +1,9 @@
 //! The `weir_catalog` schema: the state of streaming, as tables.
 //!
-//! - `weir_catalog.jobs`: one row per materialized view's job (status, state);
+//! - `weir_catalog.jobs`: one row per materialized view's or sink's job
+//!   (status, state);
+//! - `weir_catalog.sinks`: one row per sink (connector, path, format, status,
+//!   rows written since the start);
 //! - `weir_catalog.operators`: one row per operator of each job (rows in and
 //!   out, current watermark, state size);
 //! - `weir_catalog.sources`: tables and streams with event time (watermark,
@@ -33,7 +36,14 @@ use crate::text_format::{OutputFormat, write_text};
 /// The name of the schema.
 pub const SYSTEM_SCHEMA: &str = "weir_catalog";
 
-const TABLES: [&str; 5] = ["checkpoints", "jobs", "late_rows", "operators", "sources"];
+const TABLES: [&str; 6] = [
+    "checkpoints",
+    "jobs",
+    "late_rows",
+    "operators",
+    "sinks",
+    "sources",
+];
 
 /// The `weir_catalog` schema of one database.
 #[derive(Debug)]
@@ -92,28 +102,26 @@ fn jobs(db: &Database) -> DfResult<RecordBatch> {
     ]);
     let (mut names, mut statuses, mut errors, mut operators, mut bytes) =
         (vec![], vec![], vec![], vec![], vec![]);
+    // Name, status, and (operators, state bytes) when it has a job.
+    type JobRow = (String, JobStatus, Option<(i64, i64)>);
+    let mut jobs: Vec<JobRow> = Vec::new();
     for relation in db.relations() {
         let Relation::MaterializedView(view) = relation else {
             continue;
         };
-        names.push(Some(view.def.name.clone()));
-        match view.status() {
-            JobStatus::Running => {
-                statuses.push(Some("running".to_string()));
-                errors.push(None);
-            }
-            JobStatus::Finished => {
-                statuses.push(Some("finished".to_string()));
-                errors.push(None);
-            }
-            JobStatus::Failed(error) => {
-                statuses.push(Some("failed".to_string()));
-                errors.push(Some(error));
-            }
-        }
-        let (count, state) = view
-            .with_job(|job| (job.nodes.len() as i64, job.state_bytes() as i64))
-            .unwrap_or((0, 0));
+        let sizes = view.with_job(|job| (job.nodes.len() as i64, job.state_bytes() as i64));
+        jobs.push((view.def.name.clone(), view.status(), sizes));
+    }
+    for sink in db.sinks() {
+        let sizes = sink.with_job(|job| (job.nodes.len() as i64, job.state_bytes() as i64));
+        jobs.push((sink.def.name.clone(), sink.status(), sizes));
+    }
+    for (name, status, sizes) in jobs {
+        names.push(Some(name));
+        let (status, error) = status_text(status);
+        statuses.push(Some(status));
+        errors.push(error);
+        let (count, state) = sizes.unwrap_or((0, 0));
         operators.push(count);
         bytes.push(state);
     }
@@ -127,6 +135,48 @@ fn jobs(db: &Database) -> DfResult<RecordBatch> {
             bigint(bytes),
         ],
     )?)
+}
+
+/// A job's status as the system tables show it, and its error.
+fn status_text(status: JobStatus) -> (String, Option<String>) {
+    match status {
+        JobStatus::Running => ("running".into(), None),
+        JobStatus::Finished => ("finished".into(), None),
+        JobStatus::Failed(error) => ("failed".into(), Some(error)),
+    }
+}
+
+fn sinks(db: &Database) -> DfResult<RecordBatch> {
+    let schema = schema(&[
+        ("name", SqlType::Text),
+        ("connector", SqlType::Text),
+        ("path", SqlType::Text),
+        ("format", SqlType::Text),
+        ("status", SqlType::Text),
+        ("error", SqlType::Text),
+        ("rows_written", SqlType::BigInt),
+    ]);
+    let mut columns: [Vec<Option<String>>; 6] = Default::default();
+    let mut rows = Vec::new();
+    for sink in db.sinks() {
+        let (status, error) = status_text(sink.status());
+        let file = sink.option("connector") == Some("file");
+        let values = [
+            Some(sink.def.name.clone()),
+            sink.option("connector").map(str::to_string),
+            sink.option("path").map(str::to_string),
+            file.then(|| sink.option("format").unwrap_or("jsonl").to_string()),
+            Some(status),
+            error,
+        ];
+        for (column, value) in columns.iter_mut().zip(values) {
+            column.push(value);
+        }
+        rows.push(sink.output.rows() as i64);
+    }
+    let mut arrays: Vec<ArrayRef> = columns.into_iter().map(text).collect();
+    arrays.push(bigint(rows));
+    Ok(RecordBatch::try_new(schema, arrays)?)
 }
 
 fn operators(db: &Database) -> DfResult<RecordBatch> {
@@ -281,6 +331,7 @@ impl SchemaProvider for SystemSchema {
         };
         let batch = match name {
             "jobs" => jobs(&db)?,
+            "sinks" => sinks(&db)?,
             "operators" => operators(&db)?,
             "sources" => sources(&db)?,
             "late_rows" => late_rows(&db)?,

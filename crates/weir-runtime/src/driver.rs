@@ -26,6 +26,7 @@ use crate::exchange::Exchange;
 use crate::feed::Feed;
 use crate::message::{Barrier, Message, Watermark};
 use crate::operator::{Operator, Result};
+use crate::sink::SinkOutput;
 use crate::view_sink::ViewSink;
 
 /// Where a node sends what it produces.
@@ -38,6 +39,8 @@ pub enum Outputs {
     Feed(Arc<Feed>),
     /// A materialized view: its rows, and its changelog.
     View(Arc<ViewSink>),
+    /// A sink: rows leave Weir through a connector.
+    Sink(Arc<SinkOutput>),
 }
 
 impl Outputs {
@@ -60,6 +63,25 @@ impl Outputs {
                 view.deliver(message).await?;
                 Ok(true)
             }
+            // A sink that cannot write fails its job.
+            Outputs::Sink(sink) => {
+                sink.deliver(message).await.map_err(|e| {
+                    datafusion::error::DataFusionError::Execution(format!("sink: {e}"))
+                })?;
+                Ok(true)
+            }
+        }
+    }
+}
+
+impl Outputs {
+    /// Every input has ended: so does this output's changelog, for the jobs
+    /// reading it (channels to downstream nodes close when dropped).
+    async fn end(&self) {
+        match self {
+            Outputs::Exchanges(_) | Outputs::Sink(_) => {}
+            Outputs::Feed(feed) => feed.end().await,
+            Outputs::View(view) => view.end().await,
         }
     }
 }
@@ -113,6 +135,7 @@ pub(crate) async fn run(
     let mut out = Vec::new();
     loop {
         if ended.iter().all(|e| *e) {
+            outputs.end().await;
             return Ok(());
         }
         // The next message from an input that is neither ended nor holding

@@ -10,6 +10,7 @@
 //! - [`graph`]: a job, built node by node and run;
 //! - [`feed`]: changelogs that jobs subscribe to;
 //! - [`view_sink`]: a materialized view's rows and changelog, fed by its job;
+//! - [`sink`]: a sink's output, committed in two phases with checkpoints;
 //! - [`checkpoint`]: operator state handed over at checkpoint barriers.
 
 pub mod checkpoint;
@@ -20,6 +21,7 @@ pub mod graph;
 pub mod message;
 pub mod operator;
 pub mod operators;
+pub mod sink;
 pub mod view_sink;
 
 pub use checkpoint::{JobStates, OperatorState, StatePiece};
@@ -28,4 +30,5 @@ pub use feed::Feed;
 pub use graph::{Input, Job, JobGraph, JobStatus, NodeInfo};
 pub use message::{Barrier, Chunk, Message, Op, Watermark};
 pub use operator::Operator;
+pub use sink::{SinkConnector, SinkOutput};
 pub use view_sink::{ViewCheckpoint, ViewSink, changelog_piece, changes_limit};

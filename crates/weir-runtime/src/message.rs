@@ -6,6 +6,8 @@
 //! of the new one). Streams that only ever insert (append-only) carry no
 //! operation column.
 
+use std::sync::Arc;
+
 use arrow::array::{
     ArrayRef, AsArray, BooleanArray, Int8Array, RecordBatch, RecordBatchOptions, UInt32Array,
 };
@@ -81,6 +83,33 @@ impl Chunk {
             Some(ops) if ops.value(row) < 0 => Op::Delete,
             _ => Op::Insert,
         }
+    }
+
+    /// Each row's operation as text (`insert` / `delete`): the `op` column
+    /// of updating results delivered outside Weir.
+    pub fn op_names(&self) -> arrow::array::StringArray {
+        (0..self.num_rows())
+            .map(|row| {
+                Some(match self.op(row) {
+                    Op::Insert => "insert",
+                    Op::Delete => "delete",
+                })
+            })
+            .collect()
+    }
+
+    /// The rows with their [`op_names`](Chunk::op_names) as a last column,
+    /// `op`.
+    pub fn with_op_column(&self) -> Result<RecordBatch, ArrowError> {
+        let mut fields = self.batch.schema().fields().to_vec();
+        fields.push(Arc::new(arrow::datatypes::Field::new(
+            "op",
+            arrow::datatypes::DataType::Utf8,
+            false,
+        )));
+        let mut columns = self.batch.columns().to_vec();
+        columns.push(Arc::new(self.op_names()));
+        RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns)
     }
 
     /// Whether every row is an insertion.

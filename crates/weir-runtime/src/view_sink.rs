@@ -94,6 +94,13 @@ impl ViewSink {
         Ok(())
     }
 
+    /// Ends the view's changelog: its job had finished when the checkpoint
+    /// it is restored from was taken, so nothing follows its rows (jobs
+    /// reading it get them, then see their input end).
+    pub async fn end(&self) {
+        self.feed.end().await;
+    }
+
     /// The content at the checkpoint barrier of `epoch`, once the view has
     /// applied it.
     pub fn checkpointed(&self, epoch: u64) -> Option<ViewCheckpoint> {

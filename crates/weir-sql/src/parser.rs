@@ -21,8 +21,8 @@ use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use crate::statement::{
-    CreateMaterializedView, CreateStream, DropStream, Emit, ObjectKind, ShowObjects, Statement,
-    StreamKind, WatermarkDef,
+    CreateMaterializedView, CreateSink, CreateStream, DropStream, Emit, ObjectKind, ShowObjects,
+    SinkInput, Statement, StreamKind, WatermarkDef,
 };
 
 /// A statement that could not be parsed, worded as Postgres words it.
@@ -149,6 +149,11 @@ impl WeirParser<'_> {
                     self.parse_create_stream(kind)?,
                 )));
             }
+            if self.peek_words(1, &["sink"]) {
+                self.parser.next_token();
+                self.parser.next_token();
+                return Ok(Statement::CreateSink(Box::new(self.parse_create_sink()?)));
+            }
             if self.peek_words(1, &["table"]) && self.table_has_event_time() {
                 self.parser.next_token();
                 self.parser.next_token();
@@ -172,6 +177,11 @@ impl WeirParser<'_> {
             self.parser.next_token();
             self.parser.next_token();
             return Ok(Statement::DropStream(self.parse_drop_stream()?));
+        }
+        if self.peek_keyword(0, Keyword::DROP) && self.peek_words(1, &["sink"]) {
+            self.parser.next_token();
+            self.parser.next_token();
+            return Ok(Statement::DropSink(self.parse_drop_stream()?));
         }
         if self.peek_words(0, &["flush"]) {
             self.parser.next_token();
@@ -218,6 +228,95 @@ impl WeirParser<'_> {
             query,
             emit,
         })
+    }
+
+    /// `[IF NOT EXISTS] name FROM relation | AS query [EMIT ON WINDOW CLOSE]
+    /// WITH (key = value, ...)` (after `CREATE SINK`).
+    fn parse_create_sink(&mut self) -> Result<CreateSink, ParserError> {
+        let if_not_exists =
+            self.parser
+                .parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+        let name = self.parser.parse_object_name(false)?;
+        let input = if self.parser.parse_keyword(Keyword::FROM) {
+            SinkInput::From(self.parser.parse_object_name(false)?)
+        } else if self.parser.parse_keyword(Keyword::AS) {
+            SinkInput::Query(self.parse_query_before_options()?)
+        } else {
+            return self.parser.expected(
+                "FROM relation or AS query after the sink's name",
+                self.parser.peek_token(),
+            );
+        };
+        let emit = if self.parse_words(&["emit", "on", "window", "close"]) {
+            Emit::OnWindowClose
+        } else {
+            let _ = self.parse_words(&["emit", "on", "update"]);
+            Emit::OnUpdate
+        };
+        if !self.parser.parse_keyword(Keyword::WITH) {
+            return self.parser.expected(
+                "WITH (connector = ...) after the sink's input",
+                self.parser.peek_token(),
+            );
+        }
+        let options = self.parse_with_options()?;
+        Ok(CreateSink {
+            name,
+            if_not_exists,
+            input,
+            emit,
+            options,
+        })
+    }
+
+    /// A query followed by `[EMIT ...] WITH (options)`: parsed on its own,
+    /// up to the last `WITH` outside parentheses, since sqlparser would read
+    /// `FROM t WITH (...)` as table hints.
+    fn parse_query_before_options(&mut self) -> Result<Box<ast::Query>, ParserError> {
+        let mut tokens = Vec::new();
+        let mut depth = 0usize;
+        let mut options_at = None;
+        loop {
+            let token = self.parser.peek_nth_token(tokens.len());
+            match &token.token {
+                Token::EOF => break,
+                Token::SemiColon if depth == 0 => break,
+                Token::LParen => depth += 1,
+                Token::RParen => depth = depth.saturating_sub(1),
+                Token::Word(w) if w.keyword == Keyword::WITH && depth == 0 => {
+                    options_at = Some(tokens.len());
+                }
+                _ => {}
+            }
+            tokens.push(token);
+        }
+        let mut end = options_at.unwrap_or(tokens.len());
+        // `EMIT ON ...` before the options belongs to the sink.
+        let words: Vec<String> = tokens[..end]
+            .iter()
+            .map(|t| match &t.token {
+                Token::Word(w) => w.value.to_lowercase(),
+                _ => String::new(),
+            })
+            .collect();
+        if let Some(emit) = words.iter().rposition(|w| w == "emit")
+            && words.get(emit + 1).is_some_and(|w| w == "on")
+        {
+            end = emit;
+        }
+        let mut query_tokens: Vec<_> = tokens[..end].to_vec();
+        query_tokens.push(datafusion::sql::sqlparser::tokenizer::TokenWithSpan::wrap(
+            Token::EOF,
+        ));
+        let mut sub = Parser::new(&DIALECT).with_tokens_with_locations(query_tokens);
+        let query = sub.parse_query()?;
+        if sub.peek_token_ref().token != Token::EOF {
+            return sub.expected("the end of the sink's query", sub.peek_token());
+        }
+        for _ in 0..end {
+            self.parser.next_token();
+        }
+        Ok(query)
     }
 
     /// `[IF NOT EXISTS] name (column type ..., [PRIMARY KEY (...)],
@@ -599,5 +698,47 @@ mod tests {
         let text = stmts[0].to_string();
         assert!(!text.contains("OPERATOR"), "{text}");
         assert!(!text.contains("COLLATE"), "{text}");
+    }
+
+    #[test]
+    fn sinks_take_a_relation_or_a_query_and_options() {
+        let parsed = parse_sql(
+            "CREATE SINK s FROM v WITH (connector = 'file', path = '/tmp/out', format = 'csv');
+             CREATE SINK u AS SELECT a FROM x WITH (connector = 'blackhole');
+             CREATE SINK IF NOT EXISTS t AS SELECT a, count(*) FROM x GROUP BY a EMIT ON WINDOW CLOSE WITH (connector = 'blackhole');
+             DROP SINK IF EXISTS s, t",
+        )
+        .expect("parse");
+        match &parsed[0] {
+            Statement::CreateSink(create) => {
+                assert_eq!(create.name.to_string(), "s");
+                assert!(matches!(&create.input, SinkInput::From(n) if n.to_string() == "v"));
+                assert_eq!(create.options[2], ("format".into(), "csv".into()));
+            }
+            other => panic!("{other:?}"),
+        }
+        match &parsed[2] {
+            Statement::CreateSink(create) => {
+                assert!(create.if_not_exists);
+                assert!(matches!(&create.input, SinkInput::Query(_)));
+                assert_eq!(create.emit, Emit::OnWindowClose);
+            }
+            other => panic!("{other:?}"),
+        }
+        match &parsed[1] {
+            Statement::CreateSink(create) => {
+                assert!(
+                    matches!(&create.input, SinkInput::Query(q) if q.to_string() == "SELECT a FROM x")
+                );
+                assert_eq!(
+                    create.options,
+                    vec![("connector".into(), "blackhole".into())]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&parsed[3], Statement::DropSink(d) if d.if_exists && d.names.len() == 2));
+        let error = parse_sql("CREATE SINK s FROM v").expect_err("no WITH");
+        assert!(format!("{error:?}").contains("WITH"), "{error:?}");
     }
 }

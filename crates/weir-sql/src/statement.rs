@@ -21,6 +21,11 @@ pub enum Statement {
     ExplainMaterializedView(Box<CreateMaterializedView>),
     /// `DROP STREAM | SOURCE [IF EXISTS] name, ... [CASCADE]`.
     DropStream(DropStream),
+    /// `CREATE SINK [IF NOT EXISTS] name FROM relation | AS query
+    /// [EMIT ON WINDOW CLOSE] WITH (connector = ..., ...)`.
+    CreateSink(Box<CreateSink>),
+    /// `DROP SINK [IF EXISTS] name, ...`.
+    DropSink(DropStream),
     /// `FLUSH`: waits until every materialized view reflects prior writes.
     Flush,
     /// `CHECKPOINT`: takes a checkpoint now.
@@ -113,6 +118,26 @@ pub struct CreateMaterializedView {
     pub emit: Emit,
 }
 
+/// What a sink writes out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SinkInput {
+    /// `FROM relation`: its rows (a materialized view's current ones first),
+    /// then its changes.
+    From(ast::ObjectName),
+    /// `AS query`.
+    Query(Box<ast::Query>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateSink {
+    pub name: ast::ObjectName,
+    pub if_not_exists: bool,
+    pub input: SinkInput,
+    pub emit: Emit,
+    /// `WITH (key = 'value', ...)`, keys lowercased.
+    pub options: Vec<(String, String)>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DropStream {
     pub names: Vec<ast::ObjectName>,
@@ -160,6 +185,11 @@ impl fmt::Display for Statement {
             Statement::DropStream(drop) => {
                 let names: Vec<String> = drop.names.iter().map(|n| n.to_string()).collect();
                 write!(f, "DROP STREAM {}", names.join(", "))
+            }
+            Statement::CreateSink(create) => write!(f, "CREATE SINK {}", create.name),
+            Statement::DropSink(drop) => {
+                let names: Vec<String> = drop.names.iter().map(|n| n.to_string()).collect();
+                write!(f, "DROP SINK {}", names.join(", "))
             }
             Statement::Flush => write!(f, "FLUSH"),
             Statement::Checkpoint => write!(f, "CHECKPOINT"),

@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::source_as_provider;
@@ -25,7 +25,7 @@ use futures::stream;
 use tokio::sync::mpsc;
 use weir_runtime::exchange::Exchange;
 use weir_runtime::feed::CHANNEL_CAPACITY;
-use weir_runtime::{Job, JobStatus, Message, Op, Outputs};
+use weir_runtime::{Job, JobStatus, Message, Outputs};
 
 use super::Session;
 use crate::error::{Result, WeirError, sqlstate};
@@ -184,16 +184,7 @@ impl Delivery {
             }
             let mut columns: Vec<ArrayRef> = chunk.batch.columns().to_vec();
             if self.with_op {
-                let ops: StringArray = chunk
-                    .rows()
-                    .map(|(_, op)| {
-                        Some(match op {
-                            Op::Insert => "insert",
-                            Op::Delete => "delete",
-                        })
-                    })
-                    .collect();
-                columns.push(Arc::new(ops));
+                columns.push(Arc::new(chunk.op_names()));
             }
             let mut batch = match RecordBatch::try_new(self.schema.clone(), columns) {
                 Ok(batch) => batch,

@@ -499,27 +499,45 @@ impl Session {
             writers.push(table.data.writer().await);
         }
         let mut removed = Vec::new();
+        let mut removed_sinks = Vec::new();
         for name in dropping.iter().rev() {
             if let Some(relation) = self.db.remove(name) {
                 removed.push(relation);
+            } else if let Some(sink) = self.db.remove_sink(name) {
+                removed_sinks.push(sink);
             }
         }
         if let Err(e) = self.engine.save().await {
             for relation in removed {
                 self.db.add(relation);
             }
+            for sink in removed_sinks {
+                self.db.add_sink(sink);
+            }
             return Err(e);
         }
-        // Stop the jobs of dropped views, and free their state.
+        // Stop the jobs of dropped views and sinks, and free their state.
         for relation in &removed {
             if let Relation::MaterializedView(view) = relation {
                 view.stop();
+            }
+        }
+        for sink in removed_sinks {
+            sink.stop();
+            if let Err(e) = sink.output.connector().remove() {
+                self.warning(
+                    sqlstate::IO_ERROR,
+                    format!("sink \"{}\": {e}", sink.def.name),
+                );
             }
         }
         Ok(())
     }
 
     fn kind_of(&self, name: &str) -> &'static str {
+        if self.db.sink(name).is_some() {
+            return "sink";
+        }
         self.db.relation(name).map_or("view", |r| r.kind_name())
     }
 
@@ -552,6 +570,16 @@ impl Session {
     /// Whether a relation `name` exists already: with `IF NOT EXISTS` a
     /// notice says it is skipped (true), otherwise it is an error (42P07).
     pub(super) fn name_taken(&mut self, name: &str, if_not_exists: bool) -> Result<bool> {
+        if self.db.sink(name).is_some() {
+            if if_not_exists {
+                self.notice(format!("sink \"{name}\" already exists, skipping"));
+                return Ok(true);
+            }
+            return Err(WeirError::new(
+                sqlstate::DUPLICATE_TABLE,
+                format!("sink \"{name}\" already exists"),
+            ));
+        }
         match self.db.relation(name) {
             None => Ok(false),
             Some(_) if if_not_exists => {

@@ -18,6 +18,7 @@ mod ddl;
 mod dml;
 mod names;
 mod query;
+mod sinks;
 mod streams;
 mod utility;
 
@@ -379,6 +380,20 @@ impl Session {
                     .await
                     .map(|()| None)
             }
+            ObjectDef::Sink(def) => {
+                let (start, committed) = match checkpoint {
+                    Some(checkpoint) => (
+                        streams::Start::Checkpoint {
+                            rows: Vec::new(),
+                            states: checkpoint.operator_states(oid).await?,
+                            finished: false,
+                        },
+                        checkpoint.sink_staged(oid),
+                    ),
+                    None => (streams::Start::Restore, Vec::new()),
+                };
+                self.start_sink(def, start, &committed).await.map(|()| None)
+            }
         }
     }
 
@@ -439,6 +454,8 @@ impl Session {
             Statement::CreateStream(_)
             | Statement::CreateMaterializedView(_)
             | Statement::DropStream(_)
+            | Statement::CreateSink(_)
+            | Statement::DropSink(_)
             | Statement::Flush
             | Statement::Checkpoint => Plan::Utility(None),
             Statement::FetchWithTimeout(fetch, _) => Plan::Utility(match fetch.as_ref() {
@@ -568,7 +585,9 @@ fn writes(statement: &Statement) -> bool {
         ),
         Statement::CreateStream(_)
         | Statement::CreateMaterializedView(_)
-        | Statement::DropStream(_) => true,
+        | Statement::DropStream(_)
+        | Statement::CreateSink(_)
+        | Statement::DropSink(_) => true,
         Statement::ShowObjects(_)
         | Statement::ExplainMaterializedView(_)
         | Statement::Flush

@@ -141,7 +141,7 @@ impl Session {
     }
 
     /// Plans a materialized view's query into a streaming job.
-    async fn plan_materialized_view(
+    pub(super) async fn plan_materialized_view(
         &self,
         query: &ast::Query,
         emit: Emit,
@@ -273,7 +273,10 @@ impl Session {
         ));
         match job {
             Some(job) => view.set_job(job),
-            None => view.mark_finished(),
+            None => {
+                view.mark_finished();
+                view.sink.end().await;
+            }
         }
         self.db.add(Relation::MaterializedView(view));
         Ok(())
@@ -340,7 +343,7 @@ fn create_tag(create: &CreateStream) -> &'static str {
     }
 }
 
-fn parse_query(sql: &str) -> Result<ast::Query> {
+pub(super) fn parse_query(sql: &str) -> Result<ast::Query> {
     match weir_sql::parse_sql(sql)?.pop() {
         Some(weir_sql::Statement::Standard(statement)) => match *statement {
             ast::Statement::Query(query) => Ok(*query),

@@ -59,6 +59,8 @@ impl Session {
                 return self.explain_materialized_view(create).await;
             }
             Statement::DropStream(drop) => return self.drop_stream(drop).await,
+            Statement::CreateSink(create) => return self.create_sink(create).await,
+            Statement::DropSink(drop) => return self.drop_sinks(drop).await,
             Statement::Flush => return self.flush().await,
             Statement::Checkpoint => {
                 self.engine.checkpoint().await?;

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses part of this module
 
 pub mod postgres;
+pub mod process;
 pub mod s3;
 
 use std::net::SocketAddr;
