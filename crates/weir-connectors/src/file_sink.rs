@@ -1,7 +1,8 @@
 //! A sink's rows as files in a directory: JSON lines, CSV (with a header
 //! line) or Parquet, one file per checkpoint that saw rows.
 //!
-//! Rows go to `<dir>/.staging/<sink>/in-progress.<ext>`. At a checkpoint
+//! Rows go to `<dir>/.staging/<sink>/in-progress.<ext>` (the staging
+//! directory is named by the caller, unique per sink). At a checkpoint
 //! barrier that file is finished, synced and renamed
 //! `<dir>/.staging/<sink>/<epoch>-<n>.<ext>` (staged). Once the checkpoint has
 //! committed, staged files move to `<dir>/<sink>-<epoch>-<n>.<ext>` (visible):
@@ -93,9 +94,15 @@ fn sync_dir(dir: &Path) -> Result<(), String> {
 }
 
 impl FileSink {
-    /// The files of sink `name` in `dir` (created if missing).
-    pub fn new(dir: &Path, name: &str, format: FileFormat) -> Result<FileSink, String> {
-        let staging = dir.join(".staging").join(name);
+    /// The files of sink `name` in `dir` (created if missing), staged in
+    /// `dir/.staging/<staging>`.
+    pub fn new(
+        dir: &Path,
+        name: &str,
+        staging: &str,
+        format: FileFormat,
+    ) -> Result<FileSink, String> {
+        let staging = dir.join(".staging").join(staging);
         std::fs::create_dir_all(&staging).map_err(|e| io_error(&staging, e))?;
         Ok(FileSink {
             dir: dir.to_path_buf(),
@@ -198,12 +205,13 @@ impl FileSink {
         self.dir.join(format!("{}-{name}", self.name))
     }
 
-    /// Makes staged files visible; one already visible is skipped.
+    /// Makes staged files visible. A staged file that is gone was made
+    /// visible before (and may have been consumed since): skipped.
     pub fn commit(&self, staged: &[String]) -> Result<(), String> {
         for name in staged {
             let from = self.staging.join(name);
             let to = self.visible(name);
-            if !from.exists() && to.exists() {
+            if !from.exists() {
                 continue;
             }
             std::fs::rename(&from, &to).map_err(|e| io_error(&to, e))?;
@@ -281,7 +289,7 @@ mod tests {
     #[test]
     fn rows_become_visible_only_when_committed() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sink = FileSink::new(dir.path(), "out", FileFormat::Jsonl).expect("sink");
+        let sink = FileSink::new(dir.path(), "out", "out", FileFormat::Jsonl).expect("sink");
         sink.write(&rows(&[1, 2])).expect("write");
         assert!(visible(dir.path()).is_empty(), "nothing before the barrier");
         let staged = sink.stage(7).expect("stage");
@@ -290,6 +298,13 @@ mod tests {
         assert!(sink.stage(8).expect("stage").is_empty(), "no rows, no file");
         sink.commit(&staged).expect("commit");
         sink.commit(&staged).expect("commit again is no error");
+        // A consumer that took the file away does not make it fail either.
+        let taken = dir.path().join(format!("out-{:020}-000000.jsonl", 7));
+        let text = std::fs::read_to_string(&taken).expect("read");
+        std::fs::remove_file(&taken).expect("consume");
+        sink.recover(&staged)
+            .expect("recover after the file was consumed");
+        std::fs::write(&taken, &text).expect("put back");
         let files = visible(dir.path());
         assert_eq!(files, vec![format!("out-{:020}-000000.jsonl", 7)]);
         let text = std::fs::read_to_string(dir.path().join(&files[0])).expect("read");
@@ -302,7 +317,7 @@ mod tests {
     #[test]
     fn recovery_commits_the_restored_checkpoints_files_and_drops_the_rest() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sink = FileSink::new(dir.path(), "out", FileFormat::Csv).expect("sink");
+        let sink = FileSink::new(dir.path(), "out", "out", FileFormat::Csv).expect("sink");
         sink.write(&rows(&[1])).expect("write");
         let committed = sink.stage(3).expect("stage");
         sink.write(&rows(&[2])).expect("write");
@@ -310,7 +325,7 @@ mod tests {
         sink.write(&rows(&[3])).expect("write"); // in progress at the crash
         drop(sink);
 
-        let sink = FileSink::new(dir.path(), "out", FileFormat::Csv).expect("reopen");
+        let sink = FileSink::new(dir.path(), "out", "out", FileFormat::Csv).expect("reopen");
         sink.recover(&committed).expect("recover");
         let files = visible(dir.path());
         assert_eq!(files, vec![format!("out-{:020}-000000.csv", 3)]);
@@ -326,7 +341,7 @@ mod tests {
     #[test]
     fn a_second_file_staged_under_one_epoch_keeps_the_first() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sink = FileSink::new(dir.path(), "out", FileFormat::Jsonl).expect("sink");
+        let sink = FileSink::new(dir.path(), "out", "out", FileFormat::Jsonl).expect("sink");
         sink.write(&rows(&[1])).expect("write");
         let mut staged = sink.stage(5).expect("stage");
         sink.write(&rows(&[2])).expect("write");
@@ -338,7 +353,7 @@ mod tests {
     #[test]
     fn parquet_files_are_whole_when_staged() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sink = FileSink::new(dir.path(), "out", FileFormat::Parquet).expect("sink");
+        let sink = FileSink::new(dir.path(), "out", "out", FileFormat::Parquet).expect("sink");
         sink.write(&rows(&[1, 2])).expect("write");
         sink.write(&rows(&[3])).expect("write");
         let staged = sink.stage(1).expect("stage");

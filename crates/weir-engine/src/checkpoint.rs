@@ -391,8 +391,15 @@ impl Engine {
             wait_for_job("sink", name, sink.output.epochs(), status, epoch)
                 .await
                 .map_err(failed)?;
-            if matches!(status(), Some(JobStatus::Finished)) {
-                // Its inputs ended after the last barrier it saw.
+            // Status first: once finished, the epoch applied stays put.
+            let finished = matches!(status(), Some(JobStatus::Finished));
+            let applied = *sink.output.epochs().borrow();
+            if finished && applied < epoch {
+                // Its inputs ended before this barrier: what it wrote after
+                // the last barrier it saw belongs to this checkpoint. (One
+                // that applied this barrier and then finished has its last
+                // rows staged by the next checkpoint: the position restored
+                // from this one produces them again.)
                 sink.output.stage_final(epoch).map_err(|e| {
                     failed(WeirError::new(
                         sqlstate::IO_ERROR,
@@ -409,7 +416,8 @@ impl Engine {
                 rows: None,
                 rows_changes: Vec::new(),
                 operators: Vec::new(),
-                finished: false,
+                // Nothing more to write: after a restart it stays finished.
+                finished: finished && applied < epoch,
                 sink_staged: sink.output.staged_until(epoch),
             });
             let states = sink
@@ -510,15 +518,24 @@ impl Engine {
             if epoch > latest {
                 continue; // not ours
             }
-            if kept.len() < KEEP
-                && let Ok(Some(manifest)) = store.manifest(epoch).await
-            {
-                shared.extend(manifest.files.iter().map(|f| manifest.location(f)));
-                needed_from = Some(manifest.log_position);
-                kept.push(epoch);
-                continue;
+            match store.manifest(epoch).await {
+                Ok(Some(manifest)) if kept.len() < KEEP => {
+                    shared.extend(manifest.files.iter().map(|f| manifest.location(f)));
+                    needed_from = Some(manifest.log_position);
+                    kept.push(epoch);
+                }
+                // Committed but older than the ones kept, or never
+                // committed (cut short, or failed).
+                Ok(_) => others.push(epoch),
+                // Unreadable now (storage unavailable, or damaged): nothing
+                // is deleted on a guess; the next checkpoint looks again.
+                Err(e) => {
+                    tracing::warn!(epoch, error = %e, "cannot read a checkpoint's manifest");
+                    if epoch == latest {
+                        return;
+                    }
+                }
             }
-            others.push(epoch);
         }
         for epoch in others {
             if let Err(e) = store.remove(epoch, &shared).await {

@@ -24,6 +24,9 @@ pub struct Sink {
     /// Names of the relations the query reads.
     pub depends_on: Vec<String>,
     job: Mutex<Option<Job>>,
+    /// Restored from a checkpoint taken after its job finished (its inputs
+    /// ended) and its output was committed: no job runs.
+    finished: std::sync::atomic::AtomicBool,
 }
 
 impl Sink {
@@ -33,7 +36,13 @@ impl Sink {
             output,
             depends_on,
             job: Mutex::new(None),
+            finished: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    pub fn mark_finished(&self) {
+        self.finished
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     pub fn set_job(&self, job: Job) {
@@ -53,6 +62,7 @@ impl Sink {
     pub fn status(&self) -> JobStatus {
         match &*self.lock_job() {
             Some(job) => job.status(),
+            None if self.finished.load(std::sync::atomic::Ordering::Acquire) => JobStatus::Finished,
             None => JobStatus::Failed("not started".into()),
         }
     }
@@ -81,7 +91,7 @@ fn invalid(message: String) -> WeirError {
 
 /// The connector a sink's options ask for, checked.
 pub(crate) fn connector(
-    name: &str,
+    def: &SinkDef,
     options: &[(String, String)],
 ) -> Result<Box<dyn SinkConnector>> {
     let allowed: &[&str] = match option(options, "connector") {
@@ -118,7 +128,10 @@ pub(crate) fn connector(
             ))
         })?,
     };
-    let sink = FileSink::new(&PathBuf::from(path), name, format).map_err(|e| {
+    // Staged files under the sink's OID: sinks of one name in two
+    // databases do not share them.
+    let staging = format!("{}-{}", def.name, def.oid);
+    let sink = FileSink::new(&PathBuf::from(path), &def.name, &staging, format).map_err(|e| {
         WeirError::new(
             sqlstate::IO_ERROR,
             format!("cannot use the sink's directory: {e}"),

@@ -248,6 +248,11 @@ impl Wal {
             next_lsn = found.last().map_or(*first, |r| r.lsn + 1);
             records.extend(found.into_iter().filter(|r| r.lsn >= from));
         }
+        // A checkpoint records the position of records that were queued,
+        // maybe not synced; if they were lost, the log goes on after that
+        // position all the same: a record below it would be skipped by the
+        // next replay from that checkpoint.
+        let next_lsn = next_lsn.max(from);
         let (_, current) = &segments[last];
         let describe = current.display().to_string();
         let file = OpenOptions::new()
@@ -749,6 +754,23 @@ mod tests {
                 && error.to_string().contains("from LSN 2"),
             "{error}"
         );
+    }
+
+    #[tokio::test]
+    async fn numbering_goes_on_after_a_position_a_checkpoint_recorded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (wal, _) = Wal::open(dir.path(), 0).expect("open");
+        append(&wal, 1, &[Change::Watermark { micros: 1 }]).await;
+        drop(wal);
+        // A checkpoint recorded position 5: records 1..5 were queued, not
+        // synced, and lost.
+        let (wal, records) = Wal::open(dir.path(), 5).expect("reopen");
+        assert!(records.is_empty());
+        assert_eq!(wal.position(), 5);
+        append(&wal, 1, &[Change::Watermark { micros: 2 }]).await;
+        drop(wal);
+        let (_, records) = Wal::open(dir.path(), 5).expect("reopen");
+        assert_eq!(records.iter().map(|r| r.lsn).collect::<Vec<_>>(), vec![5]);
     }
 
     #[tokio::test]

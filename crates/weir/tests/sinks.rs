@@ -257,12 +257,14 @@ async fn file_sinks_write_each_row_once_when_checkpoints_commit() {
     );
 }
 
-const NEXMARK: &str = "
+const NEXMARK_SOURCE: &str = "
     CREATE SOURCE bid (auction bigint, bidder bigint, price bigint, date_time timestamp,
                        WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND)
         WITH (connector = 'nexmark', nexmark.table = 'bid',
               nexmark.max_events = '40000', nexmark.throughput = '5000',
-              nexmark.event_rate = '2000');
+              nexmark.event_rate = '2000');";
+
+const NEXMARK_VIEWS: &str = "
     CREATE MATERIALIZED VIEW per_window AS
         SELECT window_start, count(*) AS bids, max(price) AS top
         FROM tumble(bid, date_time, INTERVAL '1' SECOND)
@@ -270,15 +272,20 @@ const NEXMARK: &str = "
     CREATE MATERIALIZED VIEW per_auction AS
         SELECT auction, count(*) AS n, sum(price) AS total FROM bid GROUP BY auction;";
 
-fn nexmark_sinks(dir: &Path) -> String {
+/// The source, a sink over it (before anything reads the source, so that it
+/// sees every bid: the source starts with its first reader), the views and
+/// sinks over them.
+fn nexmark_setup(dir: &Path) -> String {
     let dir = dir.display();
     format!(
-        "CREATE SINK windows FROM per_window
+        "{NEXMARK_SOURCE}
+         CREATE SINK bids AS SELECT auction, bidder, price, date_time FROM bid
+             WITH (connector = 'file', path = '{dir}', format = 'csv');
+         {NEXMARK_VIEWS}
+         CREATE SINK windows FROM per_window
              WITH (connector = 'file', path = '{dir}', format = 'jsonl');
          CREATE SINK auctions FROM per_auction
-             WITH (connector = 'file', path = '{dir}', format = 'jsonl');
-         CREATE SINK bids AS SELECT auction, bidder, price, date_time FROM bid
-             WITH (connector = 'file', path = '{dir}', format = 'csv');"
+             WITH (connector = 'file', path = '{dir}', format = 'jsonl');"
     )
 }
 
@@ -318,8 +325,7 @@ async fn nexmark_sinks_survive_kill_9_exactly_once() {
         let out = tempfile::tempdir().expect("output");
         let server = TestServer::start().await;
         let client = server.connect("weir").await;
-        run(&client, NEXMARK).await;
-        run(&client, &nexmark_sinks(out.path())).await;
+        run(&client, &nexmark_setup(out.path())).await;
         final_output(&client, out.path()).await
     };
     let sizes: Vec<usize> = expected.iter().map(Vec::len).collect();
@@ -338,8 +344,7 @@ async fn nexmark_sinks_survive_kill_9_exactly_once() {
     };
     let mut server = Process::start(&setup);
     let client = server.connect().await;
-    run(&client, NEXMARK).await;
-    run(&client, &nexmark_sinks(out.path())).await;
+    run(&client, &nexmark_setup(out.path())).await;
     drop(client);
     for delay in [700u64, 450, 1100, 300, 850] {
         tokio::time::sleep(Duration::from_millis(delay)).await;

@@ -386,7 +386,7 @@ impl Session {
                         streams::Start::Checkpoint {
                             rows: Vec::new(),
                             states: checkpoint.operator_states(oid).await?,
-                            finished: false,
+                            finished: checkpoint.finished(oid),
                         },
                         checkpoint.sink_staged(oid),
                     ),

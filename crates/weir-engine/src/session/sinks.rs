@@ -69,13 +69,21 @@ impl Session {
         let (plan, depends_on) = self
             .plan_materialized_view(&query, emit, def.parallelism)
             .await?;
-        let connector = connector(&def.name, &def.options)?;
+        let connector = connector(&def, &def.options)?;
         connector.recover(committed).map_err(|e| {
             WeirError::new(sqlstate::IO_ERROR, format!("sink \"{}\": {e}", def.name))
         })?;
         let output = Arc::new(SinkOutput::new(connector, !plan.append_only));
         let create = matches!(start, Start::Create);
         let restore = match start {
+            // Its job had finished and its output is committed: nothing is
+            // left to write.
+            Start::Checkpoint { finished: true, .. } => {
+                let sink = Arc::new(Sink::new(def, output, depends_on));
+                sink.mark_finished();
+                self.db.add_sink(sink);
+                return Ok(());
+            }
             Start::Checkpoint { states, .. } => Some(states),
             Start::Create | Start::Restore => None,
         };
