@@ -1,23 +1,31 @@
-//! A sink's rows as files in a directory: JSON lines, CSV (with a header
-//! line) or Parquet, one file per checkpoint that saw rows.
+//! A sink's rows as files in a directory or an object store (an S3 bucket):
+//! JSON lines, CSV (with a header line) or Parquet, one file per checkpoint
+//! that saw rows.
 //!
-//! Rows go to `<dir>/.staging/<sink>/in-progress.<ext>` (the staging
-//! directory is named by the caller, unique per sink). At a checkpoint
-//! barrier that file is finished, synced and renamed
-//! `<dir>/.staging/<sink>/<epoch>-<n>.<ext>` (staged). Once the checkpoint has
-//! committed, staged files move to `<dir>/<sink>-<epoch>-<n>.<ext>` (visible):
-//! whoever reads the directory sees whole files only, and each row in one of
-//! them once. After a crash, the staged files of the checkpoint restored are
-//! made visible (if the crash came before) and every other staged or
-//! in-progress file is deleted: the restored job writes those rows again.
+//! Rows go to `<staging>/in-progress.<ext>`, a local directory unique per
+//! sink (`<dir>/.staging/<sink>-<oid>` for a directory; under the data
+//! directory for an object store). At a checkpoint barrier that file is
+//! finished, synced and renamed `<staging>/<epoch>-<n>.<ext>` (staged). Once
+//! the checkpoint has committed, staged files become `<sink>-<epoch>-<n>.<ext>`
+//! in the destination (visible): renamed into the directory, or uploaded
+//! to the store (one PUT, multipart for large files: the object appears
+//! whole) and then deleted locally. Whoever reads the destination sees
+//! whole files only, and each row in one of them once. After a crash, the
+//! staged files of the checkpoint restored are made visible (if the crash
+//! came before; uploading again writes the same object) and every other
+//! staged or in-progress file is deleted: the restored job writes those
+//! rows again.
 
 use std::fs::{File, OpenOptions};
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
+use object_store::ObjectStore;
+use object_store::buffered::BufWriter as StoreWriter;
 use parquet::arrow::ArrowWriter;
+use tokio::io::AsyncWriteExt;
 
 /// How rows are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,9 +70,30 @@ struct InProgress {
     file: File,
 }
 
+/// Where a sink's files become visible.
+pub enum Destination {
+    /// A local directory: staged files are renamed into it.
+    Directory(PathBuf),
+    /// An object store (for `s3://bucket/prefix`, the store under the
+    /// prefix), named by `url` in messages: staged files are uploaded.
+    Store {
+        store: Arc<dyn ObjectStore>,
+        url: String,
+    },
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Directory(dir) => write!(f, "{}", dir.display()),
+            Destination::Store { url, .. } => write!(f, "{url}"),
+        }
+    }
+}
+
 /// The files of one sink.
 pub struct FileSink {
-    dir: PathBuf,
+    destination: Destination,
     staging: PathBuf,
     name: String,
     format: FileFormat,
@@ -76,7 +105,7 @@ pub struct FileSink {
 impl std::fmt::Debug for FileSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileSink")
-            .field("dir", &self.dir)
+            .field("destination", &self.destination)
             .field("name", &self.name)
             .field("format", &self.format)
             .finish()
@@ -96,22 +125,51 @@ fn sync_dir(dir: &Path) -> Result<(), String> {
 impl FileSink {
     /// The files of sink `name` in `dir` (created if missing), staged in
     /// `dir/.staging/<staging>`.
-    pub fn new(
+    pub fn in_directory(
         dir: &Path,
         name: &str,
         staging: &str,
         format: FileFormat,
     ) -> Result<FileSink, String> {
         let staging = dir.join(".staging").join(staging);
+        FileSink::new(
+            Destination::Directory(dir.to_path_buf()),
+            staging,
+            name,
+            format,
+        )
+    }
+
+    /// The files of sink `name` going to `destination`, staged in the local
+    /// directory `staging` (created if missing; the sink's own).
+    pub fn new(
+        destination: Destination,
+        staging: PathBuf,
+        name: &str,
+        format: FileFormat,
+    ) -> Result<FileSink, String> {
         std::fs::create_dir_all(&staging).map_err(|e| io_error(&staging, e))?;
         Ok(FileSink {
-            dir: dir.to_path_buf(),
+            destination,
             staging,
             name: name.to_string(),
             format,
             in_progress: Mutex::new(None),
             staged: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Checks that the destination can be reached (an object store's
+    /// bucket exists and answers).
+    pub async fn check_destination(&self) -> Result<(), String> {
+        match &self.destination {
+            Destination::Directory(_) => Ok(()),
+            Destination::Store { store, url } => store
+                .list_with_delimiter(None)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("{url}: {e}")),
+        }
     }
 
     fn in_progress_path(&self) -> PathBuf {
@@ -200,32 +258,53 @@ impl FileSink {
         Ok(vec![name])
     }
 
-    /// The visible path of staged file `name`.
-    fn visible(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{}-{name}", self.name))
+    /// The visible name of staged file `name`.
+    fn visible_name(&self, name: &str) -> String {
+        format!("{}-{name}", self.name)
     }
 
     /// Makes staged files visible. A staged file that is gone was made
     /// visible before (and may have been consumed since): skipped.
-    pub fn commit(&self, staged: &[String]) -> Result<(), String> {
+    pub async fn commit(&self, staged: &[String]) -> Result<(), String> {
         for name in staged {
             let from = self.staging.join(name);
-            let to = self.visible(name);
             if !from.exists() {
                 continue;
             }
-            std::fs::rename(&from, &to).map_err(|e| io_error(&to, e))?;
+            match &self.destination {
+                Destination::Directory(dir) => {
+                    let to = dir.join(self.visible_name(name));
+                    std::fs::rename(&from, &to).map_err(|e| io_error(&to, e))?;
+                }
+                Destination::Store { store, url } => {
+                    let key = self.visible_name(name);
+                    let failed = |e: std::io::Error| format!("{url}/{key}: {e}");
+                    let mut file = tokio::fs::File::open(&from)
+                        .await
+                        .map_err(|e| io_error(&from, e))?;
+                    let mut upload = StoreWriter::new(store.clone(), key.as_str().into());
+                    tokio::io::copy(&mut file, &mut upload)
+                        .await
+                        .map_err(failed)?;
+                    upload.shutdown().await.map_err(failed)?;
+                    // Uploaded: a crash before this line uploads it again.
+                    std::fs::remove_file(&from).map_err(|e| io_error(&from, e))?;
+                }
+            }
         }
         if !staged.is_empty() {
-            sync_dir(&self.dir)?;
+            match &self.destination {
+                Destination::Directory(dir) => sync_dir(dir)?,
+                Destination::Store { .. } => sync_dir(&self.staging)?,
+            }
         }
         Ok(())
     }
 
     /// At start: commits `committed`, deletes every other staged file and
     /// the file that was in progress.
-    pub fn recover(&self, committed: &[String]) -> Result<(), String> {
-        self.commit(committed)?;
+    pub async fn recover(&self, committed: &[String]) -> Result<(), String> {
+        self.commit(committed).await?;
         let entries = std::fs::read_dir(&self.staging).map_err(|e| io_error(&self.staging, e))?;
         for entry in entries {
             let entry = entry.map_err(|e| io_error(&self.staging, e))?;
@@ -286,23 +365,27 @@ mod tests {
         names
     }
 
-    #[test]
-    fn rows_become_visible_only_when_committed() {
+    #[tokio::test]
+    async fn rows_become_visible_only_when_committed() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sink = FileSink::new(dir.path(), "out", "out", FileFormat::Jsonl).expect("sink");
+        let sink =
+            FileSink::in_directory(dir.path(), "out", "out", FileFormat::Jsonl).expect("sink");
         sink.write(&rows(&[1, 2])).expect("write");
         assert!(visible(dir.path()).is_empty(), "nothing before the barrier");
         let staged = sink.stage(7).expect("stage");
         assert_eq!(staged, vec![format!("{:020}-000000.jsonl", 7)]);
         assert!(visible(dir.path()).is_empty(), "nothing before the commit");
         assert!(sink.stage(8).expect("stage").is_empty(), "no rows, no file");
-        sink.commit(&staged).expect("commit");
-        sink.commit(&staged).expect("commit again is no error");
+        sink.commit(&staged).await.expect("commit");
+        sink.commit(&staged)
+            .await
+            .expect("commit again is no error");
         // A consumer that took the file away does not make it fail either.
         let taken = dir.path().join(format!("out-{:020}-000000.jsonl", 7));
         let text = std::fs::read_to_string(&taken).expect("read");
         std::fs::remove_file(&taken).expect("consume");
         sink.recover(&staged)
+            .await
             .expect("recover after the file was consumed");
         std::fs::write(&taken, &text).expect("put back");
         let files = visible(dir.path());
@@ -314,10 +397,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn recovery_commits_the_restored_checkpoints_files_and_drops_the_rest() {
+    #[tokio::test]
+    async fn recovery_commits_the_restored_checkpoints_files_and_drops_the_rest() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sink = FileSink::new(dir.path(), "out", "out", FileFormat::Csv).expect("sink");
+        let sink = FileSink::in_directory(dir.path(), "out", "out", FileFormat::Csv).expect("sink");
         sink.write(&rows(&[1])).expect("write");
         let committed = sink.stage(3).expect("stage");
         sink.write(&rows(&[2])).expect("write");
@@ -325,8 +408,9 @@ mod tests {
         sink.write(&rows(&[3])).expect("write"); // in progress at the crash
         drop(sink);
 
-        let sink = FileSink::new(dir.path(), "out", "out", FileFormat::Csv).expect("reopen");
-        sink.recover(&committed).expect("recover");
+        let sink =
+            FileSink::in_directory(dir.path(), "out", "out", FileFormat::Csv).expect("reopen");
+        sink.recover(&committed).await.expect("recover");
         let files = visible(dir.path());
         assert_eq!(files, vec![format!("out-{:020}-000000.csv", 3)]);
         let text = std::fs::read_to_string(dir.path().join(&files[0])).expect("read");
@@ -338,26 +422,28 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_second_file_staged_under_one_epoch_keeps_the_first() {
+    #[tokio::test]
+    async fn a_second_file_staged_under_one_epoch_keeps_the_first() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sink = FileSink::new(dir.path(), "out", "out", FileFormat::Jsonl).expect("sink");
+        let sink =
+            FileSink::in_directory(dir.path(), "out", "out", FileFormat::Jsonl).expect("sink");
         sink.write(&rows(&[1])).expect("write");
         let mut staged = sink.stage(5).expect("stage");
         sink.write(&rows(&[2])).expect("write");
         staged.extend(sink.stage(5).expect("stage again"));
-        sink.commit(&staged).expect("commit");
+        sink.commit(&staged).await.expect("commit");
         assert_eq!(visible(dir.path()).len(), 2);
     }
 
-    #[test]
-    fn parquet_files_are_whole_when_staged() {
+    #[tokio::test]
+    async fn parquet_files_are_whole_when_staged() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sink = FileSink::new(dir.path(), "out", "out", FileFormat::Parquet).expect("sink");
+        let sink =
+            FileSink::in_directory(dir.path(), "out", "out", FileFormat::Parquet).expect("sink");
         sink.write(&rows(&[1, 2])).expect("write");
         sink.write(&rows(&[3])).expect("write");
         let staged = sink.stage(1).expect("stage");
-        sink.commit(&staged).expect("commit");
+        sink.commit(&staged).await.expect("commit");
         let file =
             File::open(dir.path().join(format!("out-{:020}-000000.parquet", 1))).expect("open");
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
@@ -366,5 +452,64 @@ mod tests {
             .expect("reader");
         let read: usize = reader.map(|b| b.expect("batch").num_rows()).sum();
         assert_eq!(read, 3);
+    }
+
+    #[tokio::test]
+    async fn files_for_a_store_are_uploaded_when_committed() {
+        use futures::TryStreamExt;
+        use object_store::ObjectStoreExt;
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let staging = tempfile::tempdir().expect("tempdir");
+        let destination = Destination::Store {
+            store: store.clone(),
+            url: "memory://".into(),
+        };
+        let sink = FileSink::new(
+            destination,
+            staging.path().to_path_buf(),
+            "out",
+            FileFormat::Csv,
+        )
+        .expect("sink");
+        sink.check_destination().await.expect("reachable");
+        let keys = || async {
+            let mut keys: Vec<String> = store
+                .list(None)
+                .map_ok(|meta| meta.location.to_string())
+                .try_collect()
+                .await
+                .expect("list");
+            keys.sort();
+            keys
+        };
+        sink.write(&rows(&[1, 2])).expect("write");
+        let first = sink.stage(1).expect("stage");
+        sink.write(&rows(&[3])).expect("write");
+        let second = sink.stage(2).expect("stage");
+        assert!(keys().await.is_empty(), "nothing before the commit");
+        sink.commit(&first).await.expect("commit");
+        let name = format!("out-{:020}-000000.csv", 1);
+        assert_eq!(keys().await, vec![name.clone()]);
+        let bytes = store
+            .get(&name.as_str().into())
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("bytes");
+        assert_eq!(&bytes[..], b"id,name\n1,n1\n2,n2\n");
+        // Uploaded files leave the staging directory; committing again is no
+        // error; recovery from checkpoint 1 drops what 2 staged.
+        sink.commit(&first).await.expect("commit again");
+        sink.write(&rows(&[4])).expect("in progress at a crash");
+        sink.recover(&first).await.expect("recover");
+        assert_eq!(keys().await, vec![name]);
+        assert!(
+            std::fs::read_dir(staging.path())
+                .expect("list")
+                .next()
+                .is_none(),
+            "{second:?} and the file in progress are gone"
+        );
     }
 }

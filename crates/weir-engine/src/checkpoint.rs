@@ -474,7 +474,7 @@ impl Engine {
         // visible. A failure here is retried by the next checkpoint, and at
         // a restart from this one.
         for (_, sink) in &sinks {
-            if let Err(e) = sink.output.commit_until(epoch) {
+            if let Err(e) = sink.output.commit_until(epoch).await {
                 tracing::warn!(sink = %sink.def.name, error = %e, "cannot commit a sink's output");
             }
         }

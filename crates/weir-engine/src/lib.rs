@@ -28,6 +28,7 @@ pub mod casts;
 pub mod catalog;
 pub mod checkpoint;
 pub mod connectors;
+pub mod copy_format;
 pub mod database;
 pub mod engine;
 pub mod error;
@@ -49,7 +50,7 @@ pub mod write_log;
 
 pub use engine::{Engine, EngineConfig};
 pub use error::{Result, SqlState, WeirError, sqlstate};
-pub use output::{CommandTag, Notice, Output, Rows};
+pub use output::{CommandTag, CopyOut, Notice, Output, Rows};
 pub use session::{Prepared, Session, TransactionState};
 pub use settings::Settings;
 pub use weir_state::StateLocation;

@@ -11,6 +11,8 @@ pub enum Output {
     Rows(Rows),
     /// A command that returns no rows (`INSERT 0 3`, `CREATE TABLE`).
     Command(CommandTag),
+    /// `COPY ... TO STDOUT`: rows to send in COPY format.
+    CopyOut(CopyOut),
 }
 
 impl fmt::Debug for Output {
@@ -22,6 +24,11 @@ impl fmt::Debug for Output {
                 .field("command", &rows.command)
                 .finish(),
             Output::Command(tag) => write!(f, "Command({tag})"),
+            Output::CopyOut(copy) => f
+                .debug_struct("CopyOut")
+                .field("schema", &copy.rows.schema)
+                .field("format", &copy.format)
+                .finish(),
         }
     }
 }
@@ -32,6 +39,12 @@ pub struct Rows {
     pub batches: SendableRecordBatchStream,
     /// The command word of the tag sent after the rows (`SELECT`, `SHOW`).
     pub command: &'static str,
+}
+
+/// The rows of `COPY ... TO STDOUT` and their format.
+pub struct CopyOut {
+    pub rows: Rows,
+    pub format: crate::copy_format::CopyFormat,
 }
 
 /// The tag Postgres sends in `CommandComplete`.

@@ -2,16 +2,18 @@
 //! streaming job, exactly once across crashes (see `weir_runtime::sink`).
 //!
 //! Connectors (`WITH (connector = ...)`):
-//! - `file`: files in a directory (`path`), `format` `jsonl` (default),
-//!   `csv` or `parquet` (`weir_connectors::file_sink`);
+//! - `file`: files in a directory or an S3 bucket (`path`: a directory, or
+//!   `s3://bucket/prefix`), `format` `jsonl` (default), `csv` or `parquet`
+//!   (`weir_connectors::file_sink`);
 //! - `blackhole`: rows are counted and dropped (for benchmarks).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
-use weir_connectors::file_sink::{FileFormat, FileSink};
+use weir_connectors::file_sink::{Destination, FileFormat, FileSink};
 use weir_runtime::{Job, JobStatus, SinkConnector, SinkOutput};
+use weir_state::location::{StateLocation, s3_store};
 
 use crate::catalog::SinkDef;
 use crate::error::{Result, WeirError, sqlstate};
@@ -89,11 +91,15 @@ fn invalid(message: String) -> WeirError {
     WeirError::new(sqlstate::INVALID_PARAMETER_VALUE, message)
 }
 
-/// The connector a sink's options ask for, checked.
-pub(crate) fn connector(
+/// The connector a sink's options ask for, checked; with `check`, its
+/// destination is checked to answer (at `CREATE SINK`). Files for an object
+/// store are staged under `data_dir`.
+pub(crate) async fn connector(
     def: &SinkDef,
-    options: &[(String, String)],
+    data_dir: &Path,
+    check: bool,
 ) -> Result<Box<dyn SinkConnector>> {
+    let options = &def.options;
     let allowed: &[&str] = match option(options, "connector") {
         Some("file") => &["connector", "path", "format"],
         Some("blackhole") => &["connector"],
@@ -131,12 +137,35 @@ pub(crate) fn connector(
     // Staged files under the sink's OID: sinks of one name in two
     // databases do not share them.
     let staging = format!("{}-{}", def.name, def.oid);
-    let sink = FileSink::new(&PathBuf::from(path), &def.name, &staging, format).map_err(|e| {
+    let io = |what: &str, e: String| {
         WeirError::new(
             sqlstate::IO_ERROR,
-            format!("cannot use the sink's directory: {e}"),
+            format!("cannot use the sink's {what}: {e}"),
         )
-    })?;
+    };
+    let sink = if path.starts_with("s3://") {
+        let Ok(StateLocation::S3 { bucket, prefix }) = path.parse::<StateLocation>() else {
+            return Err(invalid(format!(
+                "\"{path}\" is not an S3 URL: expected s3://bucket/prefix"
+            )));
+        };
+        let store = s3_store(&bucket, &prefix).map_err(|e| io("bucket", e.to_string()))?;
+        let destination = Destination::Store {
+            store,
+            url: path.trim_end_matches('/').to_string(),
+        };
+        let staging = data_dir.join("sink-staging").join(staging);
+        FileSink::new(destination, staging, &def.name, format)
+            .map_err(|e| io("staging directory", e))?
+    } else {
+        FileSink::in_directory(&PathBuf::from(path), &def.name, &staging, format)
+            .map_err(|e| io("directory", e))?
+    };
+    if check {
+        sink.check_destination()
+            .await
+            .map_err(|e| io("destination", e))?;
+    }
     Ok(Box::new(Files(sink)))
 }
 
@@ -144,6 +173,7 @@ pub(crate) fn connector(
 #[derive(Debug)]
 struct Files(FileSink);
 
+#[async_trait::async_trait]
 impl SinkConnector for Files {
     fn write(&self, batch: &RecordBatch) -> std::result::Result<(), String> {
         self.0.write(batch)
@@ -153,12 +183,12 @@ impl SinkConnector for Files {
         self.0.stage(epoch)
     }
 
-    fn commit(&self, staged: &[String]) -> std::result::Result<(), String> {
-        self.0.commit(staged)
+    async fn commit(&self, staged: &[String]) -> std::result::Result<(), String> {
+        self.0.commit(staged).await
     }
 
-    fn recover(&self, committed: &[String]) -> std::result::Result<(), String> {
-        self.0.recover(committed)
+    async fn recover(&self, committed: &[String]) -> std::result::Result<(), String> {
+        self.0.recover(committed).await
     }
 
     fn remove(&self) -> std::result::Result<(), String> {
@@ -170,6 +200,7 @@ impl SinkConnector for Files {
 #[derive(Debug)]
 struct Blackhole;
 
+#[async_trait::async_trait]
 impl SinkConnector for Blackhole {
     fn write(&self, _batch: &RecordBatch) -> std::result::Result<(), String> {
         Ok(())
@@ -179,11 +210,11 @@ impl SinkConnector for Blackhole {
         Ok(Vec::new())
     }
 
-    fn commit(&self, _staged: &[String]) -> std::result::Result<(), String> {
+    async fn commit(&self, _staged: &[String]) -> std::result::Result<(), String> {
         Ok(())
     }
 
-    fn recover(&self, _committed: &[String]) -> std::result::Result<(), String> {
+    async fn recover(&self, _committed: &[String]) -> std::result::Result<(), String> {
         Ok(())
     }
 

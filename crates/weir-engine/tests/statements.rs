@@ -22,7 +22,7 @@ async fn run(session: &mut Session, sql: &str) -> String {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
         {
             Output::Command(tag) => out.push(tag.to_string()),
-            Output::Rows(rows) => {
+            Output::Rows(rows) | Output::CopyOut(weir_engine::CopyOut { rows, .. }) => {
                 let batches: Vec<RecordBatch> = rows.batches.try_collect().await.expect("rows");
                 out.push(pretty_format_batches(&batches).expect("format").to_string());
             }
@@ -35,7 +35,7 @@ async fn error_code(session: &mut Session, sql: &str) -> String {
     let statement = session.parse(sql).map(|mut s| s.remove(0));
     let result = match statement {
         Ok(statement) => match session.run(statement).await {
-            Ok(Output::Rows(rows)) => rows
+            Ok(Output::Rows(rows) | Output::CopyOut(weir_engine::CopyOut { rows, .. })) => rows
                 .batches
                 .try_collect::<Vec<_>>()
                 .await

@@ -20,6 +20,7 @@ use crate::message::Message;
 
 /// A connector that writes a sink's rows out (implemented in
 /// `weir-connectors`).
+#[async_trait::async_trait]
 pub trait SinkConnector: Send + Sync + std::fmt::Debug {
     /// Writes rows to the output being staged.
     fn write(&self, batch: &RecordBatch) -> Result<(), String>;
@@ -29,12 +30,12 @@ pub trait SinkConnector: Send + Sync + std::fmt::Debug {
     fn stage(&self, epoch: u64) -> Result<Vec<String>, String>;
 
     /// Makes staged output visible. Output already visible is no error.
-    fn commit(&self, staged: &[String]) -> Result<(), String>;
+    async fn commit(&self, staged: &[String]) -> Result<(), String>;
 
     /// At start: commits `committed` (staged by the checkpoint restored, in
     /// case the crash came before its commit) and deletes every other
     /// staged output.
-    fn recover(&self, committed: &[String]) -> Result<(), String>;
+    async fn recover(&self, committed: &[String]) -> Result<(), String>;
 
     /// The sink is dropped: deletes what is staged (visible output stays).
     fn remove(&self) -> Result<(), String>;
@@ -103,9 +104,9 @@ impl SinkOutput {
     }
 
     /// Commits what was staged up to `epoch`, once its checkpoint committed.
-    pub fn commit_until(&self, epoch: u64) -> Result<(), String> {
+    pub async fn commit_until(&self, epoch: u64) -> Result<(), String> {
         let files = self.staged_until(epoch);
-        self.connector.commit(&files)?;
+        self.connector.commit(&files).await?;
         self.staged
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -3,11 +3,13 @@
 //! - [`connection`]: startup, the session of a connection, cancellation;
 //! - [`query`]: the simple and extended query protocols;
 //! - [`rows`]: result descriptions and row streams;
+//! - `copy`: `COPY ... TO STDOUT` (CopyOutResponse, CopyData, CopyDone);
 //! - [`encode`]: Arrow values in Postgres' text and binary formats;
 //! - [`params`]: bind parameters;
 //! - [`errors`]: engine errors as Postgres error messages.
 
 pub mod connection;
+mod copy;
 pub mod encode;
 pub mod errors;
 pub mod params;

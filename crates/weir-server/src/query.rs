@@ -33,13 +33,14 @@ use std::collections::HashMap;
 use weir_engine::{CommandTag, Output, Prepared, Session, WeirError, sqlstate};
 
 use crate::connection::{SessionCell, cancel_signal, session_of, transaction_status};
+use crate::copy::send_copy_out;
 use crate::errors::{error_info, notice_info, user_error};
 use crate::params;
 use crate::rows::{RowStream, binary_columns, field_infos, row_description};
 use weir_engine::text_format::OutputFormat;
 
 /// Why a statement stopped: an error to report, or the connection failed.
-enum Stop {
+pub(crate) enum Stop {
     Statement(WeirError),
     Wire(PgWireError),
 }
@@ -149,6 +150,12 @@ where
                     let mut stream = RowStream::new(rows.batches, vec![false; columns], format);
                     let (sent, _) = send_rows(client, &mut stream, 0).await?;
                     send_command_complete(client, CommandTag::rows(command, sent)).await?;
+                }
+                Output::CopyOut(copy) => {
+                    let format = OutputFormat::from_settings(&session.settings());
+                    let sent = send_copy_out(client, copy, format).await?;
+                    send_command_complete(client, CommandTag::with_rows("COPY", sent as u64))
+                        .await?;
                 }
             }
             Ok::<(), Stop>(())
@@ -467,6 +474,13 @@ where
             match output {
                 Output::Command(tag) => {
                     send_command_complete(client, tag).await?;
+                    Ok(None)
+                }
+                Output::CopyOut(copy) => {
+                    let format = OutputFormat::from_settings(&session.settings());
+                    let sent = send_copy_out(client, copy, format).await?;
+                    send_command_complete(client, CommandTag::with_rows("COPY", sent as u64))
+                        .await?;
                     Ok(None)
                 }
                 Output::Rows(rows) => {

@@ -76,10 +76,7 @@ impl fmt::Display for StateLocation {
 ///
 /// Requests that fail for a transient reason are retried for up to 30
 /// seconds; a wrong endpoint or bucket shows up as an error, not a hang.
-pub(crate) fn s3_store(
-    bucket: &str,
-    prefix: &str,
-) -> Result<Arc<dyn ObjectStore>, object_store::Error> {
+pub fn s3_store(bucket: &str, prefix: &str) -> Result<Arc<dyn ObjectStore>, object_store::Error> {
     let mut builder = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
         .with_retry(RetryConfig {

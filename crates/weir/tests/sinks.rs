@@ -6,10 +6,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use support::process::{Process, Setup};
+use support::s3::S3Server;
 use support::{TestServer, sorted_rows};
 use tokio_postgres::Client;
 
@@ -26,8 +27,48 @@ async fn error_code(client: &Client, sql: &str) -> (String, String) {
     (db.code().code().to_string(), db.message().to_string())
 }
 
+/// Where sinks write: a local directory, or a bucket of an S3 server.
+enum Files<'a> {
+    Dir(PathBuf),
+    Bucket {
+        s3: &'a S3Server,
+        bucket: &'static str,
+        prefix: &'static str,
+    },
+}
+
+impl Files<'_> {
+    /// The sink's `path` option.
+    fn path(&self) -> String {
+        match self {
+            Files::Dir(dir) => dir.display().to_string(),
+            Files::Bucket { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}"),
+        }
+    }
+
+    /// The contents of the visible files of sink `name`, oldest first.
+    fn texts(&self, name: &str) -> Vec<String> {
+        match self {
+            Files::Dir(dir) => visible_files(dir, name)
+                .iter()
+                .map(|file| std::fs::read_to_string(file).expect("read"))
+                .collect(),
+            Files::Bucket { s3, bucket, prefix } => {
+                let start = format!("{prefix}/{name}-");
+                let mut keys: Vec<String> = s3
+                    .keys(bucket)
+                    .into_iter()
+                    .filter(|k| k.starts_with(&start))
+                    .collect();
+                keys.sort();
+                keys.iter().map(|key| s3.get(bucket, key)).collect()
+            }
+        }
+    }
+}
+
 /// The visible files of sink `name` in `dir`, oldest first.
-fn visible_files(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
+fn visible_files(dir: &Path, name: &str) -> Vec<PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map(|entries| {
             entries
@@ -46,10 +87,9 @@ fn visible_files(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
 }
 
 /// The CSV data lines of a sink's files (headers dropped), sorted.
-fn csv_rows(dir: &Path, name: &str) -> Vec<String> {
+fn csv_rows(files: &Files, name: &str) -> Vec<String> {
     let mut rows = Vec::new();
-    for file in visible_files(dir, name) {
-        let text = std::fs::read_to_string(&file).expect("read");
+    for text in files.texts(name) {
         let mut lines = text.lines();
         let header = lines.next().expect("a header line");
         assert!(!header.is_empty());
@@ -60,10 +100,9 @@ fn csv_rows(dir: &Path, name: &str) -> Vec<String> {
 }
 
 /// The JSON objects of a sink's files, in order.
-fn json_rows(dir: &Path, name: &str) -> Vec<BTreeMap<String, String>> {
+fn json_rows(files: &Files, name: &str) -> Vec<BTreeMap<String, String>> {
     let mut rows = Vec::new();
-    for file in visible_files(dir, name) {
-        let text = std::fs::read_to_string(&file).expect("read");
+    for text in files.texts(name) {
         for line in text.lines() {
             // Flat objects of numbers and strings: {"a":1,"b":"x"}.
             let inner = line
@@ -150,7 +189,7 @@ async fn file_sinks_write_each_row_once_when_checkpoints_commit() {
         "nothing is visible before a checkpoint commits"
     );
     run(&client, "CHECKPOINT").await;
-    let raw = csv_rows(&out.path().join("raw"), "raw");
+    let raw = csv_rows(&Files::Dir(out.path().join("raw")), "raw");
     assert_eq!(raw.len(), 24, "user 0 is filtered out: {raw:?}");
     run(&client, &write(1)).await;
     run(&client, "CHECKPOINT").await;
@@ -169,14 +208,14 @@ async fn file_sinks_write_each_row_once_when_checkpoints_commit() {
 
     // The files equal the batch queries over the same rows.
     assert_eq!(
-        csv_rows(&out.path().join("raw"), "raw"),
+        csv_rows(&Files::Dir(out.path().join("raw")), "raw"),
         sorted_rows(
             &client,
             "SELECT user_id, page FROM clicks_log WHERE user_id > 0"
         )
         .await
     );
-    let changes = json_rows(&out.path().join("pages"), "pages");
+    let changes = json_rows(&Files::Dir(out.path().join("pages")), "pages");
     assert!(changes.iter().any(|r| r["op"] == "delete"), "updates");
     assert_eq!(
         replay_changes(&changes, &["page", "n"]),
@@ -241,10 +280,10 @@ async fn file_sinks_write_each_row_once_when_checkpoints_commit() {
 
     // Dropped: the job stops, the files stay.
     run(&client, "DROP SINK raw").await;
-    let before = csv_rows(&out.path().join("raw"), "raw");
+    let before = csv_rows(&Files::Dir(out.path().join("raw")), "raw");
     run(&client, &write(4)).await;
     run(&client, "CHECKPOINT").await;
-    assert_eq!(csv_rows(&out.path().join("raw"), "raw"), before);
+    assert_eq!(csv_rows(&Files::Dir(out.path().join("raw")), "raw"), before);
     assert_eq!(
         sorted_rows(&client, "SELECT name FROM weir_catalog.sinks").await,
         vec!["nowhere", "pages"]
@@ -276,8 +315,8 @@ const NEXMARK_VIEWS: &str = "
 /// first reader: anything created later over the source itself would miss
 /// what came before, a different amount in each run), then the views and
 /// sinks over it, which start with its content.
-fn nexmark_setup(dir: &Path) -> String {
-    let dir = dir.display();
+fn nexmark_setup(out: &Files) -> String {
+    let dir = out.path();
     format!(
         "{NEXMARK_SOURCE}
          CREATE MATERIALIZED VIEW bids_seen AS SELECT auction, bidder, price, date_time FROM bid;
@@ -298,7 +337,7 @@ async fn all_finished(client: &Client) -> bool {
 }
 
 /// The views and the sinks' files, once the source has ended.
-async fn final_output(client: &Client, dir: &Path) -> Vec<Vec<String>> {
+async fn final_output(client: &Client, out: &Files<'_>) -> Vec<Vec<String>> {
     for _ in 0..600 {
         if all_finished(client).await {
             break;
@@ -311,9 +350,9 @@ async fn final_output(client: &Client, dir: &Path) -> Vec<Vec<String>> {
     vec![
         sorted_rows(client, "SELECT * FROM per_window").await,
         sorted_rows(client, "SELECT * FROM per_auction").await,
-        replay_changes(&json_rows(dir, "windows"), &["window_start", "bids", "top"]),
-        replay_changes(&json_rows(dir, "auctions"), &["auction", "n", "total"]),
-        csv_rows(dir, "bids"),
+        replay_changes(&json_rows(out, "windows"), &["window_start", "bids", "top"]),
+        replay_changes(&json_rows(out, "auctions"), &["auction", "n", "total"]),
+        csv_rows(out, "bids"),
     ]
 }
 
@@ -323,12 +362,42 @@ async fn final_output(client: &Client, dir: &Path) -> Vec<Vec<String>> {
 /// those of a run that never stopped: no row missing, none twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nexmark_sinks_survive_kill_9_exactly_once() {
+    let out = tempfile::tempdir().expect("output");
+    crash_test(Files::Dir(out.path().to_path_buf()), None).await;
+}
+
+/// The same with the checkpoints and the sinks' files in S3 (a real
+/// S3-compatible server on loopback).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nexmark_sinks_in_s3_survive_kill_9_exactly_once() {
+    let s3 = S3Server::start();
+    s3.create_bucket("weir-state");
+    s3.create_bucket("weir-sinks");
+    let files = Files::Bucket {
+        s3: &s3,
+        bucket: "weir-sinks",
+        prefix: "crash",
+    };
+    crash_test(files, Some(&s3)).await;
+    let keys = s3.keys("weir-state");
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("crash/checkpoints/") && k.ends_with("manifest.json")),
+        "checkpoints in the bucket: {keys:?}"
+    );
+}
+
+/// Runs the Nexmark job once without a stop (files in a local directory),
+/// then with five kills (files in `out`; with `s3`, the checkpoints in its
+/// bucket `weir-state`), and compares.
+async fn crash_test(out: Files<'_>, s3: Option<&S3Server>) {
     let expected = {
-        let out = tempfile::tempdir().expect("output");
+        let dir = tempfile::tempdir().expect("output");
+        let files = Files::Dir(dir.path().to_path_buf());
         let server = TestServer::start().await;
         let client = server.connect("weir").await;
-        run(&client, &nexmark_setup(out.path())).await;
-        final_output(&client, out.path()).await
+        run(&client, &nexmark_setup(&files)).await;
+        final_output(&client, &files).await
     };
     let sizes: Vec<usize> = expected.iter().map(Vec::len).collect();
     assert!(
@@ -337,16 +406,15 @@ async fn nexmark_sinks_survive_kill_9_exactly_once() {
     );
     assert_eq!(expected[0].len(), expected[2].len());
 
-    let out = tempfile::tempdir().expect("output");
     let data = tempfile::tempdir().expect("data directory");
     let setup = Setup {
         data_dir: data.path().to_path_buf(),
-        state_url: None,
-        env: Vec::new(),
+        state_url: s3.map(|_| "s3://weir-state/crash".to_string()),
+        env: s3.map(S3Server::env).unwrap_or_default(),
     };
     let mut server = Process::start(&setup);
     let client = server.connect().await;
-    run(&client, &nexmark_setup(out.path())).await;
+    run(&client, &nexmark_setup(&out)).await;
     drop(client);
     for delay in [700u64, 450, 1100, 300, 850] {
         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -364,7 +432,7 @@ async fn nexmark_sinks_survive_kill_9_exactly_once() {
         1,
         "the last start resumed from a checkpoint"
     );
-    let got = final_output(&client, out.path()).await;
+    let got = final_output(&client, &out).await;
     let names = ["per_window", "per_auction", "windows", "auctions", "bids"];
     for ((name, got), expected) in names.iter().zip(&got).zip(&expected) {
         assert_eq!(
@@ -375,5 +443,16 @@ async fn nexmark_sinks_survive_kill_9_exactly_once() {
             expected.len()
         );
         assert_eq!(got, expected, "{name}");
+    }
+    if s3.is_some() {
+        // A bucket that is not there is refused when the sink is created.
+        let (code, message) = error_code(
+            &client,
+            "CREATE SINK lost FROM per_auction \
+             WITH (connector = 'file', path = 's3://no-such-bucket/out')",
+        )
+        .await;
+        assert_eq!(code, "58030", "{message}");
+        assert!(message.contains("no-such-bucket"), "{message}");
     }
 }

@@ -1,9 +1,10 @@
 //! `cargo xtask test`: the one command that runs Weir's whole test suite on a
 //! fresh machine.
 //!
-//! The tests talk to real programs: `psql`, a PostgreSQL server (to compare
-//! Weir's behaviour with Postgres'), the stock `sqllogictest` CLI, an
-//! S3-compatible server (moto's, from PyPI) for checkpoints in S3. This task
+//! The tests talk to real programs: `psql` (also on a pseudo-terminal, with
+//! util-linux's `script`), a PostgreSQL server (to compare Weir's behaviour
+//! with Postgres'), the stock `sqllogictest` CLI, an S3-compatible server
+//! (moto's, from PyPI) for checkpoints and sinks in S3. This task
 //! installs whichever is missing (Debian packages with apt-get, crates with
 //! cargo install, Python packages with pip in a virtual environment), checks
 //! formatting and lints, then runs `cargo test`.
@@ -44,6 +45,7 @@ fn test(args: &[String]) -> Result<(), String> {
         .collect();
 
     ensure_postgres()?;
+    ensure_script()?;
     ensure_sqllogictest()?;
     let moto_server = ensure_moto()?;
 
@@ -63,6 +65,20 @@ fn test(args: &[String]) -> Result<(), String> {
         .args(["test", "--workspace"])
         .env("WEIR_MOTO_SERVER", moto_server)
         .args(passthrough))
+}
+
+/// `script` (util-linux), which runs psql on a pseudo-terminal for the
+/// tests that watch it print rows as they come.
+fn ensure_script() -> Result<(), String> {
+    if find_program("script").is_some() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing script (bsdutils) with apt-get");
+    apt_install(&["bsdutils"])?;
+    match find_program("script") {
+        Some(_) => Ok(()),
+        None => Err("script is still missing after apt-get install bsdutils".into()),
+    }
 }
 
 /// moto's S3-compatible server (`moto_server`, PyPI package `moto[server]`):

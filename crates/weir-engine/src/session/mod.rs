@@ -13,6 +13,7 @@
 
 mod column_names;
 mod continuous;
+mod copy;
 mod cursors;
 mod ddl;
 mod dml;

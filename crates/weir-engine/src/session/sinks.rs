@@ -69,8 +69,9 @@ impl Session {
         let (plan, depends_on) = self
             .plan_materialized_view(&query, emit, def.parallelism)
             .await?;
-        let connector = connector(&def, &def.options)?;
-        connector.recover(committed).map_err(|e| {
+        let check = matches!(start, Start::Create);
+        let connector = connector(&def, &self.engine.config().data_dir, check).await?;
+        connector.recover(committed).await.map_err(|e| {
             WeirError::new(sqlstate::IO_ERROR, format!("sink \"{}\": {e}", def.name))
         })?;
         let output = Arc::new(SinkOutput::new(connector, !plan.append_only));

@@ -166,6 +166,7 @@ impl Session {
                 Ok(Output::Command(CommandTag::new("ROLLBACK")))
             }
             S::Declare { stmts } => self.declare_cursor(stmts).await,
+            S::Copy { .. } => self.copy(statement).await,
             S::Fetch {
                 name,
                 direction,

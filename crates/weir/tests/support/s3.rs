@@ -1,7 +1,8 @@
 //! A real S3-compatible server on loopback: moto's `moto_server` (PyPI
 //! package `moto[server]`, installed by `cargo xtask test`), for checkpoints
-//! kept in S3. Buckets are created and listed with plain HTTP requests, as
-//! any S3 client would send them.
+//! and sink files kept in S3. Buckets are created and listed with plain HTTP
+//! requests, as any S3 client would send them; objects are read with
+//! object_store's S3 client.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -99,6 +100,36 @@ impl S3Server {
             .filter_map(|part| part.split("</Key>").next())
             .map(str::to_string)
             .collect()
+    }
+}
+
+impl S3Server {
+    /// The content of object `key` of `bucket`, as text: read with a real S3
+    /// client (object_store's, signed with the test keys), as objects are
+    /// private. Called from a multi-threaded tokio test.
+    pub fn get(&self, bucket: &str, key: &str) -> String {
+        use object_store::ObjectStoreExt;
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(format!("http://127.0.0.1:{}", self.port))
+            .with_allow_http(true)
+            .with_bucket_name(bucket)
+            .with_region("us-east-1")
+            .with_access_key_id("weir-test")
+            .with_secret_access_key("weir-test-secret")
+            .build()
+            .expect("an S3 client");
+        let handle = tokio::runtime::Handle::current();
+        let bytes = tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                store
+                    .get(&object_store::path::Path::from(key))
+                    .await?
+                    .bytes()
+                    .await
+            })
+        })
+        .unwrap_or_else(|e| panic!("get {bucket}/{key}: {e}"));
+        String::from_utf8(bytes.to_vec()).expect("utf-8")
     }
 }
 
