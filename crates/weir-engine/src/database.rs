@@ -19,6 +19,7 @@ use crate::checkpoint::{CheckpointHistory, CheckpointRecord};
 use crate::late_rows::LateRows;
 use crate::pg_catalog::PgCatalogSchema;
 use crate::relation::{ROW_IDS_PREFIX, Relation, RowIds};
+use crate::running_queries::RunningQueries;
 use crate::sink::Sink;
 use crate::system_catalog::{SYSTEM_SCHEMA, SystemSchema};
 
@@ -42,6 +43,8 @@ pub struct Database {
     /// Sinks by name (they share the relations' names, but no query reads
     /// them).
     sinks: RwLock<BTreeMap<String, Arc<Sink>>>,
+    /// Continuous queries and subscriptions running.
+    pub queries: Arc<RunningQueries>,
 }
 
 impl Database {
@@ -55,6 +58,7 @@ impl Database {
             late_rows: LateRows::default(),
             checkpoints: OnceLock::new(),
             sinks: RwLock::new(BTreeMap::new()),
+            queries: Arc::default(),
         })
     }
 

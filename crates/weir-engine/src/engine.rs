@@ -21,7 +21,7 @@ use crate::checkpoint::{Checkpoints, Recovery};
 use crate::database::Database;
 use crate::error::{Result, WeirError, sqlstate};
 use crate::pg_catalog::PgCatalogSchema;
-use crate::relation::Relation;
+use crate::relation::{MaterializedView, Relation};
 use crate::session::Session;
 use crate::write_log::Replay;
 use weir_runtime::{Barrier, Message};
@@ -348,6 +348,17 @@ impl Engine {
     /// before the call: injects a barrier of a new epoch into the changelog
     /// of every table and stream, and waits for each view to apply it.
     pub async fn flush(&self) -> Result<()> {
+        let (epoch, views) = self.publish_barrier().await;
+        for view in views {
+            self.wait_for_epoch(&view, epoch).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes a barrier of a new epoch into every table's and stream's
+    /// changelog that has readers; returns the epoch and the materialized
+    /// views, whose jobs pass it on.
+    pub(crate) async fn publish_barrier(&self) -> (u64, Vec<Arc<MaterializedView>>) {
         let mut views = Vec::new();
         let epoch = {
             let mut barriers = self.barrier_lock().await;
@@ -374,10 +385,7 @@ impl Engine {
             }
             epoch
         };
-        for view in views {
-            self.wait_for_epoch(&view, epoch).await?;
-        }
-        Ok(())
+        (epoch, views)
     }
 
     /// Saves the whole catalog. The write runs in a task of its own: a

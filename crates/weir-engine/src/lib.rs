@@ -10,11 +10,14 @@
 //! - [`session`]: one connection's statements, transaction block and settings;
 //! - [`settings`]: `SET` / `SHOW` parameters;
 //! - [`pg_catalog`]: the `pg_catalog` schema and functions clients use;
-//! - [`output`]: what statements produce;
+//! - [`output`]: what statements produce; [`copy_format`]: `COPY`'s text
+//!   and CSV formats;
 //! - [`text_format`]: values in Postgres' text format;
 //! - [`event_time`]: event time, watermarks and late rows of sources;
 //! - [`stream`], [`materialized_view`]: streaming relations;
 //! - [`sink`]: sinks, which write a query's results out through a connector;
+//! - [`running_queries`]: continuous queries and subscriptions running, for
+//!   the jobs table;
 //! - [`streaming`]: from a query to a streaming job, and the window functions;
 //! - [`connectors`]: the connectors that feed streams;
 //! - [`late_rows`], [`system_catalog`]: the `weir_catalog` system tables;
@@ -38,6 +41,7 @@ pub mod materialized_view;
 pub mod output;
 pub mod pg_catalog;
 pub mod relation;
+pub mod running_queries;
 pub mod session;
 pub mod settings;
 pub mod sink;

@@ -1,7 +1,7 @@
 //! The `weir_catalog` schema: the state of streaming, as tables.
 //!
-//! - `weir_catalog.jobs`: one row per materialized view's or sink's job
-//!   (status, state);
+//! - `weir_catalog.jobs`: one row per materialized view's, sink's,
+//!   continuous query's or subscription's job (status, state);
 //! - `weir_catalog.sinks`: one row per sink (connector, path, format, status,
 //!   rows written since the start);
 //! - `weir_catalog.operators`: one row per operator of each job (rows in and
@@ -99,31 +99,65 @@ fn jobs(db: &Database) -> DfResult<RecordBatch> {
         ("error", SqlType::Text),
         ("operators", SqlType::BigInt),
         ("state_bytes", SqlType::BigInt),
+        ("kind", SqlType::Text),
+        ("user_name", SqlType::Text),
     ]);
-    let (mut names, mut statuses, mut errors, mut operators, mut bytes) =
-        (vec![], vec![], vec![], vec![], vec![]);
-    // Name, status, and (operators, state bytes) when it has a job.
-    type JobRow = (String, JobStatus, Option<(i64, i64)>);
+    struct JobRow {
+        name: String,
+        status: JobStatus,
+        /// Operators and state bytes, when it has a job.
+        sizes: Option<(i64, i64)>,
+        kind: &'static str,
+        user: Option<String>,
+    }
+    let sizes = |job: &weir_runtime::Job| (job.nodes.len() as i64, job.state_bytes() as i64);
     let mut jobs: Vec<JobRow> = Vec::new();
     for relation in db.relations() {
         let Relation::MaterializedView(view) = relation else {
             continue;
         };
-        let sizes = view.with_job(|job| (job.nodes.len() as i64, job.state_bytes() as i64));
-        jobs.push((view.def.name.clone(), view.status(), sizes));
+        jobs.push(JobRow {
+            name: view.def.name.clone(),
+            status: view.status(),
+            sizes: view.with_job(sizes),
+            kind: "materialized view",
+            user: None,
+        });
     }
     for sink in db.sinks() {
-        let sizes = sink.with_job(|job| (job.nodes.len() as i64, job.state_bytes() as i64));
-        jobs.push((sink.def.name.clone(), sink.status(), sizes));
+        jobs.push(JobRow {
+            name: sink.def.name.clone(),
+            status: sink.status(),
+            sizes: sink.with_job(sizes),
+            kind: "sink",
+            user: None,
+        });
     }
-    for (name, status, sizes) in jobs {
-        names.push(Some(name));
-        let (status, error) = status_text(status);
+    for query in db.queries.list() {
+        // Gone between the listing and now: not running any more.
+        let Some(job) = query.job.upgrade() else {
+            continue;
+        };
+        jobs.push(JobRow {
+            name: query.name,
+            status: job.status(),
+            sizes: Some(sizes(&job)),
+            kind: query.kind,
+            user: Some(query.user),
+        });
+    }
+    let (mut names, mut statuses, mut errors, mut operators, mut bytes, mut kinds, mut users) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for job in jobs {
+        names.push(Some(job.name));
+        let (status, error) = status_text(job.status);
         statuses.push(Some(status));
         errors.push(error);
-        let (count, state) = sizes.unwrap_or((0, 0));
+        let (count, state) = job.sizes.unwrap_or((0, 0));
         operators.push(count);
         bytes.push(state);
+        kinds.push(Some(job.kind.to_string()));
+        users.push(job.user);
     }
     Ok(RecordBatch::try_new(
         schema,
@@ -133,6 +167,8 @@ fn jobs(db: &Database) -> DfResult<RecordBatch> {
             text(errors),
             bigint(operators),
             bigint(bytes),
+            text(kinds),
+            text(users),
         ],
     )?)
 }

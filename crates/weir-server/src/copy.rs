@@ -12,6 +12,7 @@ use pgwire::messages::copy::{CopyData, CopyDone, CopyOutResponse};
 use weir_engine::text_format::OutputFormat;
 use weir_engine::{CopyOut, WeirError};
 
+use crate::liveness::wait_probing;
 use crate::query::Stop;
 
 async fn feed<C>(client: &mut C, message: PgWireBackendMessage) -> Result<(), Stop>
@@ -58,7 +59,7 @@ where
     let mut sent = 0;
     loop {
         client.flush().await.map_err(|e| Stop::Wire(e.into()))?;
-        let Some(batch) = batches.next().await else {
+        let Some(batch) = wait_probing(client, batches.next()).await? else {
             break;
         };
         let batch = batch.map_err(WeirError::from)?;

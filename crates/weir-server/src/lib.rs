@@ -4,6 +4,7 @@
 //! - [`query`]: the simple and extended query protocols;
 //! - [`rows`]: result descriptions and row streams;
 //! - `copy`: `COPY ... TO STDOUT` (CopyOutResponse, CopyData, CopyDone);
+//! - `liveness`: noticing a client gone while its statement waits for rows;
 //! - [`encode`]: Arrow values in Postgres' text and binary formats;
 //! - [`params`]: bind parameters;
 //! - [`errors`]: engine errors as Postgres error messages.
@@ -12,6 +13,7 @@ pub mod connection;
 mod copy;
 pub mod encode;
 pub mod errors;
+mod liveness;
 pub mod params;
 pub mod query;
 pub mod rows;

@@ -35,6 +35,7 @@ use weir_engine::{CommandTag, Output, Prepared, Session, WeirError, sqlstate};
 use crate::connection::{SessionCell, cancel_signal, session_of, transaction_status};
 use crate::copy::send_copy_out;
 use crate::errors::{error_info, notice_info, user_error};
+use crate::liveness::wait_probing;
 use crate::params;
 use crate::rows::{RowStream, binary_columns, field_infos, row_description};
 use weir_engine::text_format::OutputFormat;
@@ -212,10 +213,13 @@ where
         if limit > 0 && sent == limit {
             return Ok((sent, true));
         }
-        if !rows.has_pending() {
+        let next = if rows.has_pending() {
+            rows.next().await?
+        } else {
             client.flush().await.map_err(PgWireError::from)?;
-        }
-        match rows.next().await? {
+            wait_probing(client, rows.next()).await??
+        };
+        match next {
             Some(row) => {
                 feed_row(client, row).await?;
                 sent += 1;

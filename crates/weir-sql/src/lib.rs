@@ -15,7 +15,7 @@ pub mod window_syntax;
 pub use duration::parse_duration;
 pub use parser::{ParseError, parse_expr, parse_sql};
 pub use statement::{
-    CreateMaterializedView, CreateSink, CreateStream, DropStream, Emit, ObjectKind, ShowObjects,
-    SinkInput, Statement, StreamKind, WatermarkDef,
+    CreateMaterializedView, CreateSink, CreateStream, DeclareSubscribe, DropStream, Emit,
+    ObjectKind, ShowObjects, SinkInput, Statement, StreamKind, Subscribe, WatermarkDef,
 };
 pub use types::SqlType;

@@ -21,8 +21,8 @@ use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use crate::statement::{
-    CreateMaterializedView, CreateSink, CreateStream, DropStream, Emit, ObjectKind, ShowObjects,
-    SinkInput, Statement, StreamKind, WatermarkDef,
+    CreateMaterializedView, CreateSink, CreateStream, DeclareSubscribe, DropStream, Emit,
+    ObjectKind, ShowObjects, SinkInput, Statement, StreamKind, Subscribe, WatermarkDef,
 };
 
 /// A statement that could not be parsed, worded as Postgres words it.
@@ -193,6 +193,12 @@ impl WeirParser<'_> {
         }
         if self.peek_words(0, &["fetch"]) {
             return self.parse_fetch();
+        }
+        if self.parse_words(&["subscribe"]) {
+            return Ok(Statement::Subscribe(Box::new(self.parse_subscribe()?)));
+        }
+        if self.peek_keyword(0, Keyword::DECLARE) && self.declares_subscribe() {
+            return self.parse_declare_subscribe();
         }
         Ok(Statement::Standard(Box::new(
             self.parser.parse_statement()?,
@@ -395,6 +401,70 @@ impl WeirParser<'_> {
             Some(timeout) => Ok(Statement::FetchWithTimeout(Box::new(fetch), timeout)),
             None => Ok(Statement::Standard(Box::new(fetch))),
         }
+    }
+
+    /// `[TO] relation | (query) [WITH (snapshot = true | false)]` (after
+    /// `SUBSCRIBE`).
+    fn parse_subscribe(&mut self) -> Result<Subscribe, ParserError> {
+        let _ = self.parser.parse_keyword(Keyword::TO);
+        let input = if self.parser.consume_token(&Token::LParen) {
+            let query = self.parser.parse_query()?;
+            self.parser.expect_token(&Token::RParen)?;
+            SinkInput::Query(query)
+        } else {
+            SinkInput::From(self.parser.parse_object_name(false)?)
+        };
+        let mut snapshot = true;
+        if self.parser.parse_keyword(Keyword::WITH) {
+            for (key, value) in self.parse_with_options()? {
+                if key != "snapshot" {
+                    return Err(ParserError::ParserError(format!(
+                        "unknown SUBSCRIBE option \"{key}\" (the one option is snapshot)"
+                    )));
+                }
+                snapshot = match value.to_ascii_lowercase().as_str() {
+                    "true" | "on" | "1" => true,
+                    "false" | "off" | "0" => false,
+                    _ => {
+                        return Err(ParserError::ParserError(format!(
+                            "invalid SUBSCRIBE snapshot \"{value}\": expected true or false"
+                        )));
+                    }
+                };
+            }
+        }
+        Ok(Subscribe { input, snapshot })
+    }
+
+    /// Whether a `DECLARE` is of a cursor for `SUBSCRIBE`: `DECLARE name
+    /// [NO SCROLL] CURSOR [WITH | WITHOUT HOLD] FOR SUBSCRIBE`.
+    fn declares_subscribe(&self) -> bool {
+        (2..8).any(|n| self.peek_keyword(n, Keyword::FOR) && self.peek_words(n + 1, &["subscribe"]))
+    }
+
+    fn parse_declare_subscribe(&mut self) -> Result<Statement, ParserError> {
+        self.parser.expect_keyword_is(Keyword::DECLARE)?;
+        let cursor = self.parser.parse_identifier()?;
+        let _ = self.parser.parse_keywords(&[Keyword::NO, Keyword::SCROLL]);
+        self.parser.expect_keyword_is(Keyword::CURSOR)?;
+        let hold = if self.parser.parse_keywords(&[Keyword::WITH, Keyword::HOLD]) {
+            true
+        } else {
+            let _ = self
+                .parser
+                .parse_keywords(&[Keyword::WITHOUT, Keyword::HOLD]);
+            false
+        };
+        self.parser.expect_keyword_is(Keyword::FOR)?;
+        if !self.parse_words(&["subscribe"]) {
+            return self.parser.expected("SUBSCRIBE", self.parser.peek_token());
+        }
+        let subscribe = self.parse_subscribe()?;
+        Ok(Statement::DeclareSubscribe(Box::new(DeclareSubscribe {
+            cursor,
+            hold,
+            subscribe,
+        })))
     }
 
     /// `(key = value, ...)`, keys dotted (`nexmark.event_rate`), values
@@ -613,6 +683,46 @@ mod tests {
         assert_eq!(stmts.len(), 3);
         assert!(stmts.iter().all(|s| matches!(s, Statement::Standard(_))));
         assert!(parse_sql("  ;; ").expect("empty").is_empty());
+    }
+
+    #[test]
+    fn subscribe_takes_a_relation_or_a_query_and_a_snapshot_option() {
+        let stmts = parse_sql(
+            "SUBSCRIBE TO totals; SUBSCRIBE s.totals WITH (snapshot = false);
+             SUBSCRIBE (SELECT k, count(*) FROM t GROUP BY k) WITH (SNAPSHOT = 'true');
+             DECLARE c NO SCROLL CURSOR WITH HOLD FOR SUBSCRIBE totals WITH (snapshot = off);
+             DECLARE d CURSOR FOR SELECT 1",
+        )
+        .expect("parse");
+        let subscribe = |s: &Statement| match s {
+            Statement::Subscribe(s) => (s.input.clone(), s.snapshot),
+            other => panic!("{other:?}"),
+        };
+        let (input, snapshot) = subscribe(&stmts[0]);
+        assert!(matches!(input, SinkInput::From(name) if name.to_string() == "totals"));
+        assert!(snapshot);
+        let (input, snapshot) = subscribe(&stmts[1]);
+        assert!(matches!(input, SinkInput::From(name) if name.to_string() == "s.totals"));
+        assert!(!snapshot);
+        let (input, snapshot) = subscribe(&stmts[2]);
+        assert!(matches!(input, SinkInput::Query(q) if q.to_string().contains("GROUP BY k")));
+        assert!(snapshot);
+        match &stmts[3] {
+            Statement::DeclareSubscribe(d) => {
+                assert_eq!(d.cursor.value, "c");
+                assert!(d.hold);
+                assert!(!d.subscribe.snapshot);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&stmts[4], Statement::Standard(_)));
+        for wrong in [
+            "SUBSCRIBE totals WITH (snapshot = maybe)",
+            "SUBSCRIBE totals WITH (lag = 1)",
+            "SUBSCRIBE (SELECT 1",
+        ] {
+            assert!(parse_sql(wrong).is_err(), "{wrong}");
+        }
     }
 
     #[test]

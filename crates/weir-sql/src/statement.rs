@@ -33,6 +33,11 @@ pub enum Statement {
     /// `FETCH ... WITH (timeout = '1s')`: a `FETCH` (the statement) that
     /// returns the rows ready when the timeout passes, if fewer came.
     FetchWithTimeout(Box<ast::Statement>, std::time::Duration),
+    /// `SUBSCRIBE [TO] relation | (query) [WITH (snapshot = true | false)]`.
+    Subscribe(Box<Subscribe>),
+    /// `DECLARE name [NO SCROLL] CURSOR [WITH HOLD | WITHOUT HOLD] FOR
+    /// SUBSCRIBE ...`.
+    DeclareSubscribe(Box<DeclareSubscribe>),
 }
 
 /// The kinds of catalog objects `SHOW <kind>` lists.
@@ -118,11 +123,11 @@ pub struct CreateMaterializedView {
     pub emit: Emit,
 }
 
-/// What a sink writes out.
+/// What a sink writes out, or a `SUBSCRIBE` reads.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SinkInput {
-    /// `FROM relation`: its rows (a materialized view's current ones first),
-    /// then its changes.
+    /// `FROM relation` (`SUBSCRIBE relation`): its rows (a materialized
+    /// view's current ones first), then its changes.
     From(ast::ObjectName),
     /// `AS query`.
     Query(Box<ast::Query>),
@@ -138,11 +143,42 @@ pub struct CreateSink {
     pub options: Vec<(String, String)>,
 }
 
+/// `SUBSCRIBE`: a relation's or a query's rows, then every change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscribe {
+    /// A relation (read as `SELECT * FROM relation`) or a query.
+    pub input: SinkInput,
+    /// Whether the current rows come first (the default).
+    pub snapshot: bool,
+}
+
+/// A cursor over a `SUBSCRIBE`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeclareSubscribe {
+    pub cursor: ast::Ident,
+    /// `WITH HOLD`: the cursor outlives the transaction block.
+    pub hold: bool,
+    pub subscribe: Subscribe,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DropStream {
     pub names: Vec<ast::ObjectName>,
     pub if_exists: bool,
     pub cascade: bool,
+}
+
+impl fmt::Display for Subscribe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.input {
+            SinkInput::From(name) => write!(f, "SUBSCRIBE {name}")?,
+            SinkInput::Query(query) => write!(f, "SUBSCRIBE ({query})")?,
+        }
+        if !self.snapshot {
+            write!(f, " WITH (snapshot = false)")?;
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for CreateMaterializedView {
@@ -196,6 +232,14 @@ impl fmt::Display for Statement {
             Statement::FetchWithTimeout(fetch, timeout) => {
                 write!(f, "{fetch} WITH (timeout = '{}ms')", timeout.as_millis())
             }
+            Statement::Subscribe(subscribe) => write!(f, "{subscribe}"),
+            Statement::DeclareSubscribe(declare) => write!(
+                f,
+                "DECLARE {} CURSOR{} FOR {}",
+                declare.cursor,
+                if declare.hold { " WITH HOLD" } else { "" },
+                declare.subscribe
+            ),
         }
     }
 }

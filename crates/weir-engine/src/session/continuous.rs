@@ -31,6 +31,7 @@ use super::Session;
 use crate::error::{Result, WeirError, sqlstate};
 use crate::output::{Output, Rows};
 use crate::relation::{Relation, Stream};
+use crate::running_queries::Registration;
 use crate::streaming::planner;
 use crate::streaming::window_function::WindowTable;
 
@@ -130,34 +131,86 @@ impl Session {
                 .await?
                 .0
         };
-        let state = Delivery {
-            receiver,
+        Ok(deliver(
+            self,
             job,
-            schema: schema.clone(),
-            with_op,
-            remaining: limit,
-        };
-        let batches = stream::unfold(state, |mut state| async move {
-            let batch = state.next().await?;
-            Some((batch, state))
-        });
-        Ok(Output::Rows(Rows {
-            schema: schema.clone(),
-            batches: Box::pin(RecordBatchStreamAdapter::new(schema.clone(), batches)),
-            command: "SELECT",
-        }))
+            receiver,
+            Delivered {
+                schema: schema.clone(),
+                with_op,
+                limit,
+                skip_until: None,
+                command: "SELECT",
+                kind: "continuous query",
+            },
+        ))
     }
+}
+
+/// What a client gets of a job's output.
+pub(crate) struct Delivered {
+    /// The columns, with `op` last when `with_op`.
+    pub schema: SchemaRef,
+    pub with_op: bool,
+    /// At most this many rows.
+    pub limit: Option<usize>,
+    /// Rows before the barrier of this epoch are dropped (a `SUBSCRIBE`
+    /// without its snapshot: the job computes it, the client gets what
+    /// changes after).
+    pub skip_until: Option<u64>,
+    /// The command tag's word.
+    pub command: &'static str,
+    /// What `weir_catalog.jobs` calls it: `continuous query`, `subscribe`.
+    pub kind: &'static str,
+}
+
+/// The rows of a running job's output, as a client's result. Dropping the
+/// row stream stops the job.
+pub(crate) fn deliver(
+    session: &Session,
+    job: Job,
+    receiver: mpsc::Receiver<Message>,
+    delivered: Delivered,
+) -> Output {
+    let schema = delivered.schema.clone();
+    let job = Arc::new(job);
+    let registration = session
+        .db
+        .queries
+        .register(delivered.kind, &session.user, &job);
+    let state = Delivery {
+        receiver,
+        job,
+        _registration: registration,
+        schema: schema.clone(),
+        with_op: delivered.with_op,
+        remaining: delivered.limit,
+        skip_until: delivered.skip_until,
+    };
+    let batches = stream::unfold(state, |mut state| async move {
+        let batch = state.next().await?;
+        Some((batch, state))
+    });
+    Output::Rows(Rows {
+        schema: schema.clone(),
+        batches: Box::pin(RecordBatchStreamAdapter::new(schema, batches)),
+        command: delivered.command,
+    })
 }
 
 /// What the client's row stream holds: the running job (dropped with it) and
 /// its output.
 struct Delivery {
     receiver: mpsc::Receiver<Message>,
-    job: Job,
+    job: Arc<Job>,
+    /// Lists the job in `weir_catalog.jobs` while it runs.
+    _registration: Registration,
     schema: SchemaRef,
     with_op: bool,
     /// Rows still to send, under a `LIMIT`.
     remaining: Option<usize>,
+    /// Drop rows until the barrier of this epoch has come.
+    skip_until: Option<u64>,
 }
 
 impl Delivery {
@@ -176,10 +229,17 @@ impl Delivery {
                     JobStatus::Running | JobStatus::Finished => None,
                 };
             };
-            let Message::Chunk(chunk) = message else {
-                continue;
+            let chunk = match message {
+                Message::Chunk(chunk) => chunk,
+                Message::Barrier(barrier) => {
+                    if self.skip_until.is_some_and(|epoch| barrier.epoch >= epoch) {
+                        self.skip_until = None;
+                    }
+                    continue;
+                }
+                Message::Watermark(_) => continue,
             };
-            if chunk.is_empty() {
+            if chunk.is_empty() || self.skip_until.is_some() {
                 continue;
             }
             let mut columns: Vec<ArrayRef> = chunk.batch.columns().to_vec();

@@ -1,6 +1,6 @@
 //! Cursors: `DECLARE c [NO SCROLL] CURSOR [WITH HOLD] FOR query`,
 //! `FETCH [FORWARD] n | NEXT | ALL FROM c [WITH (timeout = '1s')]`,
-//! `CLOSE c | ALL`.
+//! `CLOSE c | ALL`; `DECLARE c CURSOR FOR SUBSCRIBE ...`.
 //!
 //! A cursor holds its query's row stream and hands out rows as they are
 //! fetched; over a continuous query (one that reads a stream), `FETCH n`
@@ -21,7 +21,7 @@ use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::sql::sqlparser::ast::{self, CloseCursor, DeclareType, FetchDirection, Value};
 use futures::StreamExt;
 use tokio::time::Instant;
-use weir_sql::Statement;
+use weir_sql::{DeclareSubscribe, Statement};
 
 use super::{Plan, Session, TransactionState};
 use crate::error::{Result, WeirError, sqlstate};
@@ -114,12 +114,7 @@ impl Session {
             return Err(WeirError::not_supported("BINARY cursors"));
         }
         let name = super::ident_name(name);
-        if self.cursors.contains_key(&name) {
-            return Err(WeirError::new(
-                sqlstate::DUPLICATE_CURSOR,
-                format!("cursor \"{name}\" already exists"),
-            ));
-        }
+        self.check_cursor_name(&name)?;
         let statement = Statement::Standard(Box::new(ast::Statement::Query(query.clone())));
         let prepared = Box::pin(self.plan(statement)).await?;
         let Plan::Query { plan, schema } = &prepared.plan else {
@@ -128,16 +123,45 @@ impl Session {
         let Output::Rows(rows) = self.execute_query(plan, schema, &[]).await? else {
             return Err(WeirError::internal("a cursor's query returned no rows"));
         };
+        Ok(self.add_cursor(name, rows, declare.hold == Some(true)))
+    }
+
+    /// `DECLARE c CURSOR FOR SUBSCRIBE ...`.
+    pub(crate) async fn declare_subscribe_cursor(
+        &mut self,
+        declare: &DeclareSubscribe,
+    ) -> Result<Output> {
+        let name = super::ident_name(&declare.cursor);
+        self.check_cursor_name(&name)?;
+        let Output::Rows(rows) = self.subscribe(&declare.subscribe).await? else {
+            return Err(WeirError::internal("SUBSCRIBE returned no rows"));
+        };
+        Ok(self.add_cursor(name, rows, declare.hold))
+    }
+
+    fn check_cursor_name(&self, name: &str) -> Result<()> {
+        if self.cursors.contains_key(name) {
+            return Err(WeirError::new(
+                sqlstate::DUPLICATE_CURSOR,
+                format!("cursor \"{name}\" already exists"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Keeps `rows` as cursor `name`; with `hold`, it outlives the
+    /// transaction block it is declared in.
+    fn add_cursor(&mut self, name: String, rows: Rows, hold: bool) -> Output {
         self.cursors.insert(
             name,
             Cursor {
                 schema: rows.schema,
                 batches: Mutex::new(rows.batches),
                 pending: None,
-                closes_with_block: self.tx != TransactionState::Idle && declare.hold != Some(true),
+                closes_with_block: self.tx != TransactionState::Idle && !hold,
             },
         );
-        Ok(Output::Command(CommandTag::new("DECLARE CURSOR")))
+        Output::Command(CommandTag::new("DECLARE CURSOR"))
     }
 
     /// `FETCH`: the next rows of a cursor.

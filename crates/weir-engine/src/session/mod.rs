@@ -21,6 +21,7 @@ mod names;
 mod query;
 mod sinks;
 mod streams;
+mod subscribe;
 mod utility;
 
 use std::collections::HashMap;
@@ -458,7 +459,11 @@ impl Session {
             | Statement::CreateSink(_)
             | Statement::DropSink(_)
             | Statement::Flush
-            | Statement::Checkpoint => Plan::Utility(None),
+            | Statement::Checkpoint
+            | Statement::DeclareSubscribe(_) => Plan::Utility(None),
+            Statement::Subscribe(subscribe) => {
+                Plan::Utility(Some(self.plan_subscribe(subscribe).await?.schema))
+            }
             Statement::FetchWithTimeout(fetch, _) => Plan::Utility(match fetch.as_ref() {
                 ast::Statement::Fetch { name, .. } => self
                     .cursors
@@ -593,7 +598,9 @@ fn writes(statement: &Statement) -> bool {
         | Statement::ExplainMaterializedView(_)
         | Statement::Flush
         | Statement::Checkpoint
-        | Statement::FetchWithTimeout(..) => false,
+        | Statement::FetchWithTimeout(..)
+        | Statement::Subscribe(_)
+        | Statement::DeclareSubscribe(_) => false,
     }
 }
 

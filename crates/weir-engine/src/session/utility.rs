@@ -80,6 +80,10 @@ impl Session {
                     .fetch(name, direction, into.is_some(), Some(*timeout))
                     .await;
             }
+            Statement::Subscribe(subscribe) => return self.subscribe(subscribe).await,
+            Statement::DeclareSubscribe(declare) => {
+                return self.declare_subscribe_cursor(declare).await;
+            }
             Statement::Standard(s) => s.as_ref(),
         };
         use ast::Statement as S;
