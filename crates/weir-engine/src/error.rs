@@ -58,6 +58,7 @@ pub mod sqlstate {
     pub const QUERY_CANCELED: SqlState = "57014";
     pub const OUT_OF_MEMORY: SqlState = "53200";
     pub const TOO_MANY_CONNECTIONS: SqlState = "53300";
+    pub const CONFIGURATION_LIMIT_EXCEEDED: SqlState = "53400";
     pub const INVALID_CURSOR_NAME: SqlState = "34000";
     pub const DUPLICATE_CURSOR: SqlState = "42P03";
     pub const IO_ERROR: SqlState = "58030";

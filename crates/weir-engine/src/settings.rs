@@ -183,6 +183,13 @@ const DEFINITIONS: &[Definition] = &[
         "Sets the maximum allowed duration of any wait for a lock.",
     ),
     def(
+        "max_client_lag_rows",
+        "1000000",
+        Kind::Int(1, i64::MAX),
+        false,
+        "Sets how many rows of a continuous query, SUBSCRIBE or continuous COPY may wait for a slow client before the query is stopped with an error.",
+    ),
+    def(
         "max_identifier_length",
         "63",
         Kind::ReadOnly,
@@ -482,6 +489,15 @@ impl Settings {
             .get("streaming_parallelism")
             .and_then(|v| v.parse().ok())
             .unwrap_or(1)
+    }
+
+    /// `max_client_lag_rows`: rows a continuous result may queue for its
+    /// client.
+    pub fn max_client_lag_rows(&self) -> usize {
+        self.values
+            .get("max_client_lag_rows")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000)
     }
 
     pub fn bytea_hex(&self) -> bool {

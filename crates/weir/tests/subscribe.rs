@@ -288,3 +288,210 @@ async fn a_vanished_clients_jobs_are_freed() {
         ["0 | 2", "1 | 4"]
     );
 }
+
+/// Error code of a failed statement.
+fn code_of(e: &tokio_postgres::Error) -> Option<String> {
+    e.code().map(|c| c.code().to_string())
+}
+
+/// A subscriber that reads nothing never stalls the view it reads: the
+/// writes and the `FLUSH`es that wait for the view go on, and once the
+/// subscriber is more than `max_client_lag_rows` behind, its subscription
+/// is stopped with error 53400 and its job freed; its session goes on.
+/// Both through a cursor never fetched and a plain `SUBSCRIBE` whose client
+/// stops reading its socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_subscriber_is_cut_off_and_never_stalls_the_view() {
+    let server = TestServer::start().await;
+    let writer = server.connect("weir").await;
+    writer
+        .batch_execute(
+            "CREATE TABLE t (k int PRIMARY KEY, pad text);
+             CREATE MATERIALIZED VIEW rows_of_t AS SELECT k, pad FROM t WHERE k >= 0;",
+        )
+        .await
+        .expect("setup");
+
+    let by_cursor = server.connect("weir").await;
+    by_cursor
+        .batch_execute(
+            "SET max_client_lag_rows = 1000;
+             DECLARE c CURSOR FOR SUBSCRIBE rows_of_t WITH (snapshot = false)",
+        )
+        .await
+        .expect("declare");
+    let by_socket = server.connect("weir").await;
+    by_socket
+        .batch_execute("SET max_client_lag_rows = 1000")
+        .await
+        .expect("set");
+    let mut unread = Box::pin(
+        by_socket
+            .simple_query_raw("SUBSCRIBE rows_of_t WITH (snapshot = false)")
+            .await
+            .expect("subscribe"),
+    );
+    let subscriptions = "SELECT count(*) FROM weir_catalog.jobs WHERE kind = 'subscribe'";
+    let started = std::time::Instant::now();
+    while sorted_rows(&writer, subscriptions).await != ["2"] {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the subscriptions did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // 200 statements of 100 rows of 1 kB: far more than the channels
+    // between the view and a job hold, and than the sockets buffer. Each
+    // FLUSH waits for the view; a stalled view would hold it up.
+    for round in 0..200 {
+        let write = format!(
+            "INSERT INTO t SELECT value, repeat('x', 1000) FROM generate_series({}, {});",
+            round * 100,
+            round * 100 + 99
+        );
+        writer.batch_execute(&write).await.expect("insert");
+        tokio::time::timeout(Duration::from_secs(20), writer.batch_execute("FLUSH"))
+            .await
+            .unwrap_or_else(|_| panic!("FLUSH after round {round} waited 20 s: the view stalled"))
+            .expect("flush");
+    }
+    assert_eq!(
+        sorted_rows(&writer, "SELECT count(*) FROM rows_of_t").await,
+        ["20000"]
+    );
+
+    // Both subscriptions were stopped: their jobs are gone.
+    let started = std::time::Instant::now();
+    while sorted_rows(&writer, subscriptions).await != ["0"] {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the slow subscribers' jobs are still listed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The cursor's next FETCH says why; the session goes on.
+    let error = by_cursor
+        .simple_query("FETCH 10 FROM c")
+        .await
+        .expect_err("the subscription was stopped");
+    assert_eq!(code_of(&error).as_deref(), Some("53400"), "{error}");
+    let message = error.as_db_error().map(|e| e.message().to_string());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("more than 1000 rows behind")),
+        "{message:?}"
+    );
+    assert_eq!(sorted_rows(&by_cursor, "SELECT 1").await, ["1"]);
+
+    // The socket reader gets the rows sent before the cut, then the error.
+    let mut rows = 0;
+    let end = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match unread.next().await {
+                Some(Ok(SimpleQueryMessage::Row(_))) => rows += 1,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return code_of(&e),
+                None => return None,
+            }
+        }
+    })
+    .await
+    .expect("the subscription ends");
+    assert_eq!(end.as_deref(), Some("53400"));
+    assert!(
+        rows < 20000,
+        "all {rows} rows came: the bound did not apply"
+    );
+    assert_eq!(sorted_rows(&by_socket, "SELECT 1").await, ["1"]);
+}
+
+/// Fifty clients run continuous queries over one stream at once, half over
+/// the simple protocol, half over the extended one: every one of them gets
+/// all its rows, equal to the batch query over the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_readers_all_make_progress() {
+    const READERS: usize = 50;
+    const ROWS: usize = 300;
+    let server = TestServer::start().await;
+    let writer = server.connect("weir").await;
+    writer
+        .batch_execute("CREATE STREAM s (k int, v int); CREATE TABLE t (k int, v int);")
+        .await
+        .expect("setup");
+    let mut readers = Vec::new();
+    for i in 0..READERS {
+        let client = server.connect("weir").await;
+        let sql = format!(
+            "SELECT k, v + {i} AS w FROM s WHERE k % 2 = {} LIMIT {}",
+            i % 2,
+            ROWS / 2
+        );
+        readers.push(tokio::spawn(async move {
+            let mut rows: Vec<String> = if i % 2 == 0 {
+                client
+                    .simple_query(&sql)
+                    .await
+                    .expect("continuous query")
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        SimpleQueryMessage::Row(r) => Some(format!(
+                            "{} | {}",
+                            r.get(0).unwrap_or("NULL"),
+                            r.get(1).unwrap_or("NULL")
+                        )),
+                        _ => None,
+                    })
+                    .collect()
+            } else {
+                client
+                    .query(&sql, &[])
+                    .await
+                    .expect("continuous query")
+                    .into_iter()
+                    .map(|r| format!("{} | {}", r.get::<_, i32>(0), r.get::<_, i64>(1)))
+                    .collect()
+            };
+            rows.sort();
+            (i, sql, rows)
+        }));
+    }
+    // Every query is running before the first row is written.
+    let started = std::time::Instant::now();
+    while sorted_rows(
+        &writer,
+        "SELECT count(*) FROM weir_catalog.jobs WHERE kind = 'continuous query'",
+    )
+    .await
+        != [READERS.to_string()]
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the readers did not all start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for chunk in 0..(ROWS / 30) {
+        let values: Vec<String> = (chunk * 30..chunk * 30 + 30)
+            .map(|k| format!("({k}, {})", k * 7 % 101))
+            .collect();
+        let values = values.join(", ");
+        writer
+            .batch_execute(&format!(
+                "INSERT INTO s VALUES {values}; INSERT INTO t VALUES {values};"
+            ))
+            .await
+            .expect("insert");
+    }
+    for reader in readers {
+        let (i, sql, rows) = tokio::time::timeout(Duration::from_secs(60), reader)
+            .await
+            .expect("every reader gets its rows within a minute")
+            .expect("reader");
+        let batch_sql = sql.replace("FROM s", "FROM t");
+        assert_eq!(rows, sorted_rows(&writer, &batch_sql).await, "reader {i}");
+        assert_eq!(rows.len(), ROWS / 2, "reader {i}");
+    }
+}

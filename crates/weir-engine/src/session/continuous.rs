@@ -25,13 +25,13 @@ use futures::stream;
 use tokio::sync::mpsc;
 use weir_runtime::exchange::Exchange;
 use weir_runtime::feed::CHANNEL_CAPACITY;
-use weir_runtime::{Job, JobStatus, Message, Outputs};
+use weir_runtime::{Job, Message, Outputs};
 
 use super::Session;
+use super::backlog::Backlog;
 use crate::error::{Result, WeirError, sqlstate};
 use crate::output::{Output, Rows};
 use crate::relation::{Relation, Stream};
-use crate::running_queries::Registration;
 use crate::streaming::planner;
 use crate::streaming::window_function::WindowTable;
 
@@ -178,10 +178,14 @@ pub(crate) fn deliver(
         .db
         .queries
         .register(delivered.kind, &session.user, &job);
+    // The backlog's relay owns the job, and its row in the jobs table.
+    let running = async move {
+        let _registration = registration;
+        job.stopped().await
+    };
+    let max_lag = session.read_settings().max_client_lag_rows();
     let state = Delivery {
-        receiver,
-        job,
-        _registration: registration,
+        output: Backlog::spawn(receiver, max_lag, Box::pin(running)),
         schema: schema.clone(),
         with_op: delivered.with_op,
         remaining: delivered.limit,
@@ -198,13 +202,10 @@ pub(crate) fn deliver(
     })
 }
 
-/// What the client's row stream holds: the running job (dropped with it) and
-/// its output.
+/// What the client's row stream holds: the running job's output (the job
+/// goes with it).
 struct Delivery {
-    receiver: mpsc::Receiver<Message>,
-    job: Arc<Job>,
-    /// Lists the job in `weir_catalog.jobs` while it runs.
-    _registration: Registration,
+    output: Backlog,
     schema: SchemaRef,
     with_op: bool,
     /// Rows still to send, under a `LIMIT`.
@@ -220,14 +221,16 @@ impl Delivery {
             if self.remaining == Some(0) {
                 return None;
             }
-            let Some(message) = self.receiver.recv().await else {
-                // Nothing follows the end: the job finished (its sources
-                // ended) or failed, and says which right after.
-                self.remaining = Some(0);
-                return match self.job.stopped().await {
-                    JobStatus::Failed(error) => Some(Err(DataFusionError::Execution(error))),
-                    JobStatus::Running | JobStatus::Finished => None,
-                };
+            let message = match self.output.recv().await {
+                Ok(Some(message)) => message,
+                Ok(None) => {
+                    self.remaining = Some(0);
+                    return None;
+                }
+                Err(e) => {
+                    self.remaining = Some(0);
+                    return Some(Err(crate::error::into_datafusion(e)));
+                }
             };
             let chunk = match message {
                 Message::Chunk(chunk) => chunk,

@@ -11,6 +11,7 @@
 //! block makes the block refuse further statements until it ends (as Postgres
 //! does), and `ROLLBACK` of a block that wrote says that nothing was undone.
 
+mod backlog;
 mod column_names;
 mod continuous;
 mod copy;
