@@ -8,15 +8,21 @@
 //! - [`queries`]: the SQL texts of `benches/queries/`;
 //! - [`streaming`], [`batch`]: one run by Weir, by DataFusion;
 //! - [`measurement`]: what a run reports; [`process`]: CPU time and memory;
-//! - [`report`]: the table.
+//! - [`report`]: the table;
+//! - [`recovery`]: the recovery benchmark (restart time with a large state);
+//! - [`load_command`]: the load test against a `weir` server (the test
+//!   itself is [`weir_bench::load`]).
 
 mod batch;
+mod load_command;
 mod measurement;
 mod process;
 mod queries;
+mod recovery;
 mod report;
 mod streaming;
 
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use clap::{Args, Parser, Subcommand};
@@ -39,6 +45,70 @@ enum Commands {
     /// runs this in a child process).
     #[command(hide = true)]
     Measure(MeasureArgs),
+    /// Fills a table and a view to a large state, checkpoints, restarts
+    /// the engine on it and times the restart; prints a table.
+    Recovery(RecoveryArgs),
+    /// Many sessions at once against a `weir` server it starts, for a
+    /// fixed time: writes, batch queries, FLUSH, continuous queries.
+    Load(LoadArgs),
+    /// One step of the recovery benchmark, in a child process.
+    #[command(hide = true)]
+    RecoveryStep(RecoveryStepArgs),
+}
+
+#[derive(Args)]
+struct RecoveryArgs {
+    /// Rows of the table (about 200 bytes each in a checkpoint).
+    #[arg(long, default_value_t = 6_000_000)]
+    rows: u64,
+    /// Groups of the view over the table.
+    #[arg(long, default_value_t = 1_000_000)]
+    groups: u64,
+    /// The data directory (kept afterwards); a temporary one by default.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// Sessions at once.
+    #[arg(long, default_value_t = 100)]
+    sessions: usize,
+    /// How long the load runs (`30s`, `2min`).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    duration: std::time::Duration,
+    /// The `weir` binary (default: the one beside this program).
+    #[arg(long)]
+    weir: Option<PathBuf>,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, "s"), |i| (&text[..i], text[i..].trim()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("expected a duration such as '30s' or '2min', got '{text}'"))?;
+    match unit {
+        "s" | "sec" | "secs" | "seconds" => Ok(std::time::Duration::from_secs(n)),
+        "min" | "m" | "minutes" => Ok(std::time::Duration::from_secs(n * 60)),
+        _ => Err(format!(
+            "expected a duration such as '30s' or '2min', got '{text}'"
+        )),
+    }
+}
+
+#[derive(Args)]
+struct RecoveryStepArgs {
+    #[arg(value_parser = ["build", "recover"])]
+    step: String,
+    #[arg(long)]
+    data_dir: PathBuf,
+    #[arg(long)]
+    rows: u64,
+    #[arg(long)]
+    groups: u64,
 }
 
 #[derive(Args)]
@@ -71,33 +141,33 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Commands::Nexmark(args) => nexmark(args),
         Commands::Measure(args) => measure(args),
+        Commands::Recovery(args) => match recovery::run(args.rows, args.groups, args.data_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Commands::RecoveryStep(args) => recovery_step(args),
+        Commands::Load(args) => match load_command::run(args.sessions, args.duration, args.weir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
-fn measure(args: MeasureArgs) -> ExitCode {
-    let Some(query) = queries::find(&args.query) else {
-        eprintln!("no query named {}", args.query);
-        return ExitCode::FAILURE;
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("a tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        match args.engine {
-            EngineKind::Streaming => {
-                streaming::run(&query, args.events, args.parallelism, false).await
-            }
-            EngineKind::Replay => streaming::run(&query, args.events, args.parallelism, true).await,
-            EngineKind::Batch => batch::run(&query, args.events, args.parallelism).await,
-        }
-    });
+        .map_err(|e| format!("a tokio runtime: {e}"))
+}
+
+/// Prints a step's result, or its error, as a line of JSON.
+fn print_json<T: serde::Serialize>(result: Result<T, String>) -> ExitCode {
     match result.and_then(|m| serde_json::to_string(&m).map_err(|e| e.to_string())) {
         Ok(json) => {
             println!("{json}");
@@ -108,6 +178,41 @@ fn measure(args: MeasureArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn recovery_step(args: RecoveryStepArgs) -> ExitCode {
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(e) => return print_json::<()>(Err(e)),
+    };
+    if args.step == "build" {
+        let built = runtime.block_on(recovery::build(&args.data_dir, args.rows, args.groups));
+        // Exit at once, without closing the engine: as a killed server.
+        let ok = built.is_ok();
+        print_json(built);
+        std::process::exit(if ok { 0 } else { 1 });
+    }
+    print_json(runtime.block_on(recovery::recover(&args.data_dir)))
+}
+
+fn measure(args: MeasureArgs) -> ExitCode {
+    let Some(query) = queries::find(&args.query) else {
+        eprintln!("no query named {}", args.query);
+        return ExitCode::FAILURE;
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(e) => return print_json::<()>(Err(e)),
+    };
+    print_json(runtime.block_on(async {
+        match args.engine {
+            EngineKind::Streaming => {
+                streaming::run(&query, args.events, args.parallelism, false).await
+            }
+            EngineKind::Replay => streaming::run(&query, args.events, args.parallelism, true).await,
+            EngineKind::Batch => batch::run(&query, args.events, args.parallelism).await,
+        }
+    }))
 }
 
 /// Runs `measure` in a child process.

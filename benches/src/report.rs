@@ -17,16 +17,20 @@ pub enum Outcome {
     Unsupported { query: &'static str, error: String },
 }
 
-pub fn header(events: u64, parallelisms: &[usize]) {
-    let commit = std::process::Command::new("git")
+/// The commit being measured (`git rev-parse --short HEAD`).
+pub fn commit() -> String {
+    std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .output()
         .ok()
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into());
+        .unwrap_or_else(|| "unknown".into())
+}
+
+pub fn header(events: u64, parallelisms: &[usize]) {
     println!("machine: {}", process::machine());
-    println!("commit: {commit}");
+    println!("commit: {}", commit());
     println!(
         "events: {events} Nexmark events per run (46 in 50 bids), event time 10 000 events/s; \
          parallelism {parallelisms:?}"

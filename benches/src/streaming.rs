@@ -109,7 +109,10 @@ pub async fn run(
                     .ingest(
                         batch,
                         db.late_rows(),
-                        Origin::Connector(serde_json::Value::Null),
+                        Origin::Connector {
+                            position: serde_json::Value::Null,
+                            dead_letters: Vec::new(),
+                        },
                     )
                     .await
                     .map_err(describe)?;

@@ -4,8 +4,12 @@
 //! Records are lines. A tailed source keeps each file's offset, reads what
 //! was appended since (complete lines only: a line still being written is
 //! read once its newline arrives) and picks up new files of the directory.
-//! A record that does not parse into the stream's columns is skipped and
-//! counted, with a warning naming the file and line; the others go on.
+//! A record that does not parse into the stream's columns (a short CSV
+//! line, bad JSON, a value of the wrong type) is set aside as a [`Reject`]
+//! (file, line, the record, the error) for the caller, which decides what
+//! becomes of it (the stream's `on_error`); the others go on. With
+//! [`FileSource::stop_at_first_reject`], reading stops at the first one
+//! instead, its position just before it.
 //!
 //! Options: `path` (required), `format` (`csv` or `json`, by default from the
 //! extension), `csv.header` (default true: the first line of each file is
@@ -50,6 +54,20 @@ enum Format {
     Json,
 }
 
+/// A line of a file and its byte offset.
+type Line = (u64, String);
+
+/// A record that did not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    pub file: PathBuf,
+    /// Its line in the file, from 1.
+    pub line: u64,
+    /// The record as read (invalid UTF-8 replaced).
+    pub record: String,
+    pub error: String,
+}
+
 /// Where reading a file has got to.
 #[derive(Debug, Default, Clone, Copy)]
 struct Progress {
@@ -67,7 +85,9 @@ pub struct FileSource {
     csv_delimiter: u8,
     tail: bool,
     files: BTreeMap<PathBuf, Progress>,
-    rejected: u64,
+    rejects: Vec<Reject>,
+    /// Stop at the first record that does not parse.
+    stop_at_reject: bool,
 }
 
 fn invalid(key: &str, value: &str, reason: &str) -> FileError {
@@ -151,7 +171,8 @@ impl FileSource {
             csv_delimiter,
             tail,
             files: BTreeMap::new(),
-            rejected: 0,
+            rejects: Vec::new(),
+            stop_at_reject: false,
         };
         source.format = format.map(|f| source.format_named(f));
         Ok(source)
@@ -172,9 +193,16 @@ impl FileSource {
         self.tail
     }
 
-    /// Records skipped since the last call, because they did not parse.
-    pub fn take_rejected(&mut self) -> u64 {
-        std::mem::take(&mut self.rejected)
+    /// Records set aside since the last call, because they did not parse.
+    pub fn take_rejects(&mut self) -> Vec<Reject> {
+        std::mem::take(&mut self.rejects)
+    }
+
+    /// From now on, a poll that meets a record that does not parse returns
+    /// the records before it and stops there: the position is just before
+    /// it, and the next poll meets it again.
+    pub fn stop_at_first_reject(&mut self) {
+        self.stop_at_reject = true;
     }
 
     /// The files to read, in name order.
@@ -236,18 +264,23 @@ impl FileSource {
         let mut all_read = true;
         for file in files {
             let progress = self.files.get(&file).copied().unwrap_or_default();
-            let (lines, progress, at_end) = match read_lines(&file, progress, !self.tail) {
+            let (lines, next, at_end) = match read_lines(&file, progress, !self.tail) {
                 Ok(read) => read,
                 Err(e) => return Some(Err(e)),
             };
-            all_read &= at_end;
-            self.files.insert(file.clone(), progress);
             let format = self.format_of(&file);
-            let first_line = progress.line - lines.len() as u64;
             for (chunk_index, chunk) in lines.chunks(BATCH_LINES).enumerate() {
-                let first = first_line + (chunk_index * BATCH_LINES) as u64;
-                batches.extend(self.parse(&file, format, first, chunk));
+                let first = progress.line + (chunk_index * BATCH_LINES) as u64;
+                let (parsed, stopped) = self.parse(&file, format, first, chunk);
+                batches.extend(parsed);
+                if let Some(at) = stopped {
+                    // Stopped at a record: the next poll starts there.
+                    self.files.insert(file, at);
+                    return Some(Ok(batches));
+                }
             }
+            all_read &= at_end;
+            self.files.insert(file, next);
         }
         if !self.tail && all_read {
             self.files.insert(PathBuf::new(), Progress::default());
@@ -255,50 +288,74 @@ impl FileSource {
         Some(Ok(batches))
     }
 
-    /// Parses lines (numbered from `first`, 0-based) into batches, skipping
-    /// and counting those that do not parse.
+    /// Parses lines (numbered from `first`, 0-based; each with its byte
+    /// offset) into batches, setting aside those that do not parse. When
+    /// stopping at the first of those, also returns the progress just
+    /// before it.
     fn parse(
         &mut self,
         file: &Path,
         format: Format,
         first: u64,
-        lines: &[String],
-    ) -> Vec<RecordBatch> {
-        let records: Vec<(u64, &String)> = lines
+        lines: &[Line],
+    ) -> (Vec<RecordBatch>, Option<Progress>) {
+        let records: Vec<(u64, u64, &String)> = lines
             .iter()
             .enumerate()
-            .map(|(i, l)| (first + i as u64, l))
-            .filter(|(n, l)| {
+            .map(|(i, (offset, line))| (first + i as u64, *offset, line))
+            .filter(|(n, _, l)| {
                 !l.trim().is_empty()
                     && !matches!(format, Format::Csv { header: true, .. } if *n == 0)
             })
             .collect();
         if records.is_empty() {
-            return Vec::new();
+            return (Vec::new(), None);
         }
-        let text = |records: &[(u64, &String)]| {
+        let text = |records: &[(u64, u64, &String)]| {
             let mut text = String::new();
-            for (_, line) in records {
+            for (_, _, line) in records {
                 text.push_str(line);
                 text.push('\n');
             }
             text
         };
-        if let Ok(batch) = parse_text(&self.schema, format, &text(&records)) {
-            return batch;
+        // All at once, when every line is one record; a record split over
+        // lines or two on one line are caught one line at a time.
+        if let Ok(batches) = parse_text(&self.schema, format, &text(&records))
+            && batches.iter().map(RecordBatch::num_rows).sum::<usize>() == records.len()
+        {
+            return (batches, None);
         }
         // One at a time, to keep the good ones.
         let mut batches = Vec::new();
         for record in &records {
-            match parse_text(&self.schema, format, &text(std::slice::from_ref(record))) {
-                Ok(parsed) => batches.extend(parsed),
-                Err(e) => {
-                    self.rejected += 1;
-                    tracing::warn!(file = %file.display(), line = record.0 + 1, error = %e, "skipping a record that does not parse");
+            let parsed = parse_text(&self.schema, format, &text(std::slice::from_ref(record)));
+            let error = match parsed {
+                Ok(parsed) if parsed.iter().map(RecordBatch::num_rows).sum::<usize>() == 1 => {
+                    batches.extend(parsed);
+                    continue;
                 }
+                Ok(parsed) => format!(
+                    "the line holds {} records, not one",
+                    parsed.iter().map(RecordBatch::num_rows).sum::<usize>()
+                ),
+                Err(e) => e.to_string(),
+            };
+            self.rejects.push(Reject {
+                file: file.to_path_buf(),
+                line: record.0 + 1,
+                record: record.2.clone(),
+                error,
+            });
+            if self.stop_at_reject {
+                let at = Progress {
+                    offset: record.1,
+                    line: record.0,
+                };
+                return (batches, Some(at));
             }
         }
-        batches
+        (batches, None)
     }
 }
 
@@ -323,14 +380,15 @@ fn parse_text(
 }
 
 /// The complete lines of `file` after `progress` (and the last, unfinished
-/// one too when `to_end`), with the progress after them.
-/// Whether the file was read to its end is the third value (a large file
-/// takes several calls).
+/// one too when `to_end`), each with its byte offset, and the progress
+/// after them. Whether the file was read to its end is the third value (a
+/// large file takes several calls). A line longer than the most read at
+/// once is taken whole, however long.
 fn read_lines(
     file: &Path,
     progress: Progress,
     to_end: bool,
-) -> std::io::Result<(Vec<String>, Progress, bool)> {
+) -> std::io::Result<(Vec<Line>, Progress, bool)> {
     let mut handle = File::open(file)?;
     let length = handle.metadata()?.len();
     if length < progress.offset {
@@ -339,27 +397,50 @@ fn read_lines(
     }
     handle.seek(SeekFrom::Start(progress.offset))?;
     let mut bytes = Vec::new();
-    handle.take(READ_BYTES).read_to_end(&mut bytes)?;
-    let complete = match bytes.iter().rposition(|b| *b == b'\n') {
-        Some(last) => last + 1,
-        None => 0,
-    };
+    (&mut handle).take(READ_BYTES).read_to_end(&mut bytes)?;
+    let mut complete = bytes
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |last| last + 1);
+    if complete == 0 && bytes.len() as u64 == READ_BYTES {
+        // One line longer than a read: read on to its end.
+        let mut rest = Vec::new();
+        let mut chunk = [0u8; 64 * 1024];
+        loop {
+            let n = handle.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            rest.extend_from_slice(&chunk[..n]);
+            if let Some(newline) = chunk[..n].iter().position(|b| *b == b'\n') {
+                rest.truncate(rest.len() - n + newline + 1);
+                break;
+            }
+        }
+        bytes.extend(rest);
+        complete = bytes
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |last| last + 1);
+    }
     let whole_file_read = progress.offset + bytes.len() as u64 >= length;
     let used = if to_end && whole_file_read {
         bytes.len()
     } else {
         complete
     };
-    let text = String::from_utf8_lossy(&bytes[..used]);
-    let lines: Vec<String> = text
-        .split('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l).to_string())
-        .collect();
-    // `split` gives an empty piece after a final newline.
-    let lines = match lines.split_last() {
-        Some((last, rest)) if last.is_empty() => rest.to_vec(),
-        _ => lines,
-    };
+    let mut lines = Vec::new();
+    let mut start = 0;
+    while start < used {
+        let end = bytes[start..used]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(used, |i| start + i);
+        let line = String::from_utf8_lossy(&bytes[start..end]);
+        let line = line.strip_suffix('\r').unwrap_or(&line).to_string();
+        lines.push((progress.offset + start as u64, line));
+        start = end + 1;
+    }
     let next = Progress {
         offset: progress.offset + used as u64,
         line: progress.line + lines.len() as u64,
@@ -406,8 +487,66 @@ mod tests {
         let mut source = source(dir.path(), "once");
         let batches = source.poll().expect("rows").expect("read");
         assert_eq!(ids(&batches), vec![1, 2, 3]);
-        assert_eq!(source.take_rejected(), 1);
+        let rejects = source.take_rejects();
+        assert_eq!(rejects.len(), 1);
+        assert_eq!(rejects[0].file, dir.path().join("a.csv"));
+        assert_eq!(rejects[0].line, 3);
+        assert_eq!(rejects[0].record, "x,bad");
+        assert!(rejects[0].error.contains("x"), "{}", rejects[0].error);
         assert!(source.poll().is_none(), "read once");
+    }
+
+    /// A short CSV line, bad JSON, a wrong type, two records on one line, a
+    /// record over two lines: each set aside with its line, the others read.
+    #[test]
+    fn records_that_do_not_parse_are_set_aside_with_their_line() {
+        let dir = tempfile::tempdir().expect("dir");
+        let csv = dir.path().join("a.csv");
+        std::fs::write(&csv, "id,name\r\n1,ann\r\n2\r\n3,cid\r\n").expect("write");
+        let mut from_csv = source(&csv, "once");
+        assert_eq!(
+            ids(&from_csv.poll().expect("rows").expect("read")),
+            vec![1, 3]
+        );
+        let rejects = from_csv.take_rejects();
+        let lines: Vec<(u64, &str)> = rejects
+            .iter()
+            .map(|r| (r.line, r.record.as_str()))
+            .collect();
+        assert_eq!(lines, vec![(3, "2")]);
+
+        let json = dir.path().join("b.jsonl");
+        std::fs::write(
+            &json,
+            "{\"id\": 1}\n{\"id\": \n{\"id\": \"x\"}\n{\"id\": 4}{\"id\": 5}\n{\"id\": 6}\n",
+        )
+        .expect("write");
+        let mut from_json = source(&json, "once");
+        assert_eq!(
+            ids(&from_json.poll().expect("rows").expect("read")),
+            vec![1, 6]
+        );
+        let lines: Vec<u64> = from_json.take_rejects().iter().map(|r| r.line).collect();
+        assert_eq!(lines, vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn stopping_at_a_reject_keeps_the_position_before_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("a.jsonl");
+        std::fs::write(&file, "{\"id\": 1}\n{\"id\": 2}\nnot json\n{\"id\": 4}\n").expect("write");
+        let mut source = source(&file, "once");
+        source.stop_at_first_reject();
+        assert_eq!(
+            ids(&source.poll().expect("rows").expect("read")),
+            vec![1, 2]
+        );
+        assert_eq!(source.take_rejects().len(), 1);
+        let position = source.position();
+        assert_eq!(position, vec![(file.clone(), 20, 2)]);
+        // Polled again, it meets the same record.
+        assert!(ids(&source.poll().expect("rows").expect("read")).is_empty());
+        assert_eq!(source.take_rejects()[0].line, 3);
     }
 
     #[test]

@@ -26,7 +26,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
@@ -64,6 +65,10 @@ struct RelationState {
     /// A stream's connector position.
     #[serde(default)]
     source_position: Option<serde_json::Value>,
+    /// A stream's dead letters: the records before its position that its
+    /// connector could not read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    dead_letters: Vec<crate::dead_letters::DeadLetter>,
     /// The file with a table's or a view's rows (a full copy), and the
     /// change files after it.
     #[serde(default)]
@@ -157,6 +162,67 @@ pub(crate) struct Checkpoints {
     /// checkpoint takes every state whole).
     running: tokio::sync::Mutex<Option<Chains>>,
     history: CheckpointHistory,
+    /// What the checkpoints taken since the start add up to (the history
+    /// keeps only the latest ones).
+    totals: CheckpointTotals,
+}
+
+/// Counters of the checkpoints taken since the server started, for the
+/// Prometheus metrics.
+#[derive(Debug, Default)]
+struct CheckpointTotals {
+    committed: AtomicU64,
+    failed: AtomicU64,
+    /// Of every checkpoint taken, committed or failed.
+    duration_micros: AtomicU64,
+    last_duration_micros: AtomicU64,
+    /// Of the last committed checkpoint.
+    last_bytes_written: AtomicU64,
+    last_state_bytes: AtomicU64,
+}
+
+/// A snapshot of the checkpoints taken since the server started.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CheckpointCounts {
+    pub committed: u64,
+    pub failed: u64,
+    /// The time all of them took, committed or failed.
+    pub duration_seconds_sum: f64,
+    /// The time the last one took (0 before the first).
+    pub last_duration_seconds: f64,
+    /// What the last committed one wrote, and the size of every file it
+    /// uses (0 before the first).
+    pub last_bytes_written: u64,
+    pub last_state_bytes: u64,
+}
+
+impl CheckpointTotals {
+    fn add(&self, record: &CheckpointRecord, took: Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.duration_micros.fetch_add(micros, Ordering::Relaxed);
+        self.last_duration_micros.store(micros, Ordering::Relaxed);
+        if record.status == "committed" {
+            self.last_bytes_written
+                .store(record.bytes_written, Ordering::Relaxed);
+            self.last_state_bytes
+                .store(record.state_bytes, Ordering::Relaxed);
+            self.committed.fetch_add(1, Ordering::Release);
+        } else {
+            self.failed.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    fn counts(&self) -> CheckpointCounts {
+        let seconds = |micros: &AtomicU64| micros.load(Ordering::Relaxed) as f64 / 1e6;
+        CheckpointCounts {
+            committed: self.committed.load(Ordering::Acquire),
+            failed: self.failed.load(Ordering::Acquire),
+            duration_seconds_sum: seconds(&self.duration_micros),
+            last_duration_seconds: seconds(&self.last_duration_micros),
+            last_bytes_written: self.last_bytes_written.load(Ordering::Relaxed),
+            last_state_bytes: self.last_state_bytes.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// The checkpoints `weir_catalog.checkpoints` lists, shared with every
@@ -169,6 +235,7 @@ impl Checkpoints {
             store,
             running: tokio::sync::Mutex::new(None),
             history: CheckpointHistory::default(),
+            totals: CheckpointTotals::default(),
         }
     }
 
@@ -176,6 +243,19 @@ impl Checkpoints {
         &self.history
     }
 
+    /// Records a checkpoint just taken (committed or failed), which took
+    /// `took`: listed, and counted.
+    fn record_taken(&self, record: CheckpointRecord, took: Duration) {
+        self.totals.add(&record, took);
+        self.record(record);
+    }
+
+    /// The checkpoints taken since the server started.
+    pub(crate) fn counts(&self) -> CheckpointCounts {
+        self.totals.counts()
+    }
+
+    /// Lists a checkpoint (one taken, or one found at start).
     pub(crate) fn record(&self, record: CheckpointRecord) {
         let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
         history.push(record);
@@ -212,17 +292,19 @@ impl Engine {
         let result = self
             .take_checkpoint(started_at_ms, clock, previous.take())
             .await;
+        let took = clock.elapsed();
         match &result {
             Ok((epoch, manifest, chains)) => {
-                checkpoints.record(CheckpointRecord {
+                let record = CheckpointRecord {
                     epoch: *epoch,
                     started_at_ms,
-                    duration_ms: clock.elapsed().as_millis() as u64,
+                    duration_ms: took.as_millis() as u64,
                     bytes_written: manifest.bytes_written(),
                     state_bytes: manifest.bytes(),
                     status: "committed",
                     detail: None,
-                });
+                };
+                checkpoints.record_taken(record, took);
                 *previous = Some(chains.clone());
                 tracing::debug!(
                     epoch,
@@ -231,15 +313,16 @@ impl Engine {
                 );
             }
             Err((epoch, e)) => {
-                checkpoints.record(CheckpointRecord {
+                let record = CheckpointRecord {
                     epoch: *epoch,
                     started_at_ms,
-                    duration_ms: clock.elapsed().as_millis() as u64,
+                    duration_ms: took.as_millis() as u64,
                     bytes_written: 0,
                     state_bytes: 0,
                     status: "failed",
                     detail: Some(e.message.clone()),
-                });
+                };
+                checkpoints.record_taken(record, took);
                 tracing::warn!(epoch, error = %e.message, "checkpoint failed");
             }
         }
@@ -293,6 +376,7 @@ impl Engine {
                     oid: relation.oid(),
                     watermark_micros: None,
                     source_position: None,
+                    dead_letters: Vec::new(),
                     rows: None,
                     rows_changes: Vec::new(),
                     operators: Vec::new(),
@@ -320,6 +404,7 @@ impl Engine {
                         state.watermark_micros =
                             stream.event_time.as_ref().and_then(|e| e.current_micros());
                         state.source_position = stream.position();
+                        state.dead_letters = stream.dead_letters();
                         stream.feed.publish(barrier.clone()).await;
                     }
                     (Relation::MaterializedView(view), _) => {
@@ -345,6 +430,7 @@ impl Engine {
                 oid: view.def.oid,
                 watermark_micros: None,
                 source_position: None,
+                dead_letters: Vec::new(),
                 rows: None,
                 rows_changes: Vec::new(),
                 operators: Vec::new(),
@@ -413,6 +499,7 @@ impl Engine {
                 oid: sink.def.oid,
                 watermark_micros: None,
                 source_position: None,
+                dead_letters: Vec::new(),
                 rows: None,
                 rows_changes: Vec::new(),
                 operators: Vec::new(),
@@ -636,6 +723,14 @@ impl Recovery {
 
     pub(crate) fn source_position(&self, oid: u32) -> Option<&serde_json::Value> {
         self.relations.get(&oid)?.source_position.as_ref()
+    }
+
+    /// A stream's dead letters at the checkpoint.
+    pub(crate) fn dead_letters(&self, oid: u32) -> Vec<crate::dead_letters::DeadLetter> {
+        self.relations
+            .get(&oid)
+            .map(|r| r.dead_letters.clone())
+            .unwrap_or_default()
     }
 
     /// The rows of a table or a view.

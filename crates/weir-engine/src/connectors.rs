@@ -10,6 +10,8 @@
 //!
 //! Each connector is a [`SourceConnector`]: it checks its options when the
 //! stream is created and, once started, produces batches at its pace.
+//! Records it cannot read go where the stream's `on_error` says
+//! ([`crate::dead_letters`]).
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -18,11 +20,12 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use weir_connectors::datagen::Datagen;
-use weir_connectors::file::FileSource;
+use weir_connectors::file::{FileSource, Reject};
 use weir_connectors::nexmark::{NexmarkConfig, NexmarkGenerator, NexmarkTable};
 
 use crate::catalog::StreamDef;
 use crate::database::Database;
+use crate::dead_letters::{DeadLetter, ON_ERROR, OnError};
 use crate::error::{Result, WeirError, sqlstate};
 use crate::stream::{Origin, Stream};
 
@@ -38,10 +41,14 @@ trait SourceConnector: Send {
     /// How long to wait before the next batch, to keep the source's pace.
     fn pause(&mut self) -> Duration;
 
-    /// Records skipped since the last call because they did not parse.
-    fn take_rejected(&mut self) -> u64 {
-        0
+    /// Records set aside since the last call because they did not parse.
+    fn take_rejects(&mut self) -> Vec<Reject> {
+        Vec::new()
     }
+
+    /// Stop at the first record that does not parse, the position just
+    /// before it (for `on_error = 'fail'`).
+    fn stop_at_first_reject(&mut self) {}
 
     /// Reading starts now (a view reads the stream): the pace counts from here.
     fn begin(&mut self) {}
@@ -166,6 +173,10 @@ pub(crate) fn start_at(
     if let Some(position) = position {
         connector.resume(position)?;
     }
+    let on_error = stream.on_error;
+    if on_error == OnError::Fail {
+        connector.stop_at_first_reject();
+    }
     let columns = column_mapping(&stream.def, stream.schema(), name)?;
     let weak_stream: Weak<Stream> = Arc::downgrade(stream);
     let weak_db: Weak<Database> = Arc::downgrade(db);
@@ -185,14 +196,22 @@ pub(crate) fn start_at(
         }
         connector.begin();
         loop {
-            let Some(batch) = connector.next_batch() else {
-                if let Some(stream) = weak_stream.upgrade() {
-                    tracing::info!(stream = %stream.def.name, "the source reached its end");
-                    stream.end(connector.position()).await;
-                }
+            let batch = connector.next_batch();
+            let rejects = connector.take_rejects();
+            let (Some(stream), Some(db)) = (weak_stream.upgrade(), weak_db.upgrade()) else {
                 return;
             };
-            let (Some(stream), Some(db)) = (weak_stream.upgrade(), weak_db.upgrade()) else {
+            let (dead_letters, failure) = on_rejects(&stream, on_error, rejects);
+            let Some(batch) = batch else {
+                stream
+                    .set_position(connector.position(), dead_letters)
+                    .await;
+                if let Some(reason) = failure {
+                    stream.fail(reason).await;
+                    return;
+                }
+                tracing::info!(stream = %stream.def.name, "the source reached its end");
+                stream.end(connector.position()).await;
                 return;
             };
             if batch.num_rows() > 0 {
@@ -203,20 +222,23 @@ pub(crate) fn start_at(
                         return;
                     }
                 };
-                let origin = Origin::Connector(connector.position());
+                let origin = Origin::Connector {
+                    position: connector.position(),
+                    dead_letters,
+                };
                 if let Err(e) = stream.ingest(batch, db.late_rows(), origin).await {
                     tracing::error!(stream = %stream.def.name, error = %e.message, "connector stopped");
                     return;
                 }
             } else {
-                // Records skipped, or nothing new: the position may still move.
-                stream.set_position(connector.position()).await;
-            }
-            let rejected = connector.take_rejected();
-            if rejected > 0 {
+                // Records set aside, or nothing new: the position may still move.
                 stream
-                    .rejected
-                    .fetch_add(rejected, std::sync::atomic::Ordering::Relaxed);
+                    .set_position(connector.position(), dead_letters)
+                    .await;
+            }
+            if let Some(reason) = failure {
+                stream.fail(reason).await;
+                return;
             }
             drop((stream, db));
             let pause = connector.pause();
@@ -229,6 +251,63 @@ pub(crate) fn start_at(
     });
     stream.attach_task(task);
     Ok(())
+}
+
+/// Deals with the records a connector could not read, as the stream's
+/// `on_error` says: counted and logged always; kept as dead letters
+/// (returned, to be kept with the position after them), or the reason the
+/// stream must stop.
+fn on_rejects(
+    stream: &Stream,
+    on_error: OnError,
+    rejects: Vec<Reject>,
+) -> (Vec<DeadLetter>, Option<String>) {
+    let Some(first) = rejects.first() else {
+        return (Vec::new(), None);
+    };
+    stream
+        .rejected
+        .fetch_add(rejects.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let name = &stream.def.name;
+    match on_error {
+        OnError::Fail => {
+            let reason = format!(
+                "stream \"{name}\" stopped at a record it cannot read ({}, line {}): {} \
+                 (on_error = 'fail'; fix the record, or recreate the stream with on_error = 'skip' or 'dead_letter')",
+                first.file.display(),
+                first.line,
+                first.error
+            );
+            tracing::error!(stream = %name, "{reason}");
+            (Vec::new(), Some(reason))
+        }
+        OnError::Skip => {
+            tracing::warn!(
+                stream = %name, count = rejects.len(), file = %first.file.display(),
+                line = first.line, error = %first.error, "skipping records that cannot be read"
+            );
+            (Vec::new(), None)
+        }
+        OnError::DeadLetter => {
+            tracing::warn!(
+                stream = %name, count = rejects.len(), file = %first.file.display(),
+                line = first.line, error = %first.error,
+                "records that cannot be read set aside in weir_catalog.dead_letters"
+            );
+            let read_at = chrono::Utc::now().timestamp_micros();
+            let letters = rejects
+                .into_iter()
+                .map(|r| DeadLetter {
+                    source: r.file.display().to_string(),
+                    line: r.line,
+                    record: r.record,
+                    error: r.error,
+                    read_at,
+                })
+                .collect();
+            (letters, None)
+        }
+    }
 }
 
 /// For each column of the stream, the column of the connector's rows that
@@ -317,6 +396,7 @@ fn check_keys(def: &StreamDef, connector: &str, prefixes: &[&str]) -> Result<()>
     for (key, _) in &def.options {
         if !key.eq_ignore_ascii_case("connector")
             && key != IDLE_TIMEOUT
+            && key != ON_ERROR
             && !prefixes.iter().any(|p| key.starts_with(p))
         {
             return Err(option_error(format!(
@@ -396,7 +476,9 @@ impl Files {
         let options: Vec<(String, String)> = def
             .options
             .iter()
-            .filter(|(k, _)| !k.eq_ignore_ascii_case("connector") && k != IDLE_TIMEOUT)
+            .filter(|(k, _)| {
+                !k.eq_ignore_ascii_case("connector") && k != IDLE_TIMEOUT && k != ON_ERROR
+            })
             .cloned()
             .collect();
         let source = FileSource::new(stream_schema(def), &options)
@@ -438,8 +520,12 @@ impl SourceConnector for Files {
         }
     }
 
-    fn take_rejected(&mut self) -> u64 {
-        self.source.take_rejected()
+    fn take_rejects(&mut self) -> Vec<Reject> {
+        self.source.take_rejects()
+    }
+
+    fn stop_at_first_reject(&mut self) {
+        self.source.stop_at_first_reject();
     }
 
     fn position(&self) -> serde_json::Value {

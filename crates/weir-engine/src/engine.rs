@@ -43,6 +43,10 @@ pub struct EngineConfig {
     /// Size past which the write-ahead log starts a new segment; segments
     /// wholly before the oldest checkpoint kept are deleted.
     pub wal_segment_bytes: u64,
+    /// Memory one query's operators may hold (hash tables, sorts, join
+    /// build sides); past it, sorts and aggregations spill to disk and what
+    /// cannot spill fails with 53200. `None`: no bound.
+    pub query_memory_limit: Option<usize>,
 }
 
 impl EngineConfig {
@@ -54,6 +58,7 @@ impl EngineConfig {
             checkpoint_interval: None,
             state: None,
             wal_segment_bytes: weir_state::wal::DEFAULT_SEGMENT_BYTES,
+            query_memory_limit: None,
         }
     }
 
@@ -425,6 +430,15 @@ impl Engine {
             return Err(e);
         }
         Ok(true)
+    }
+
+    /// Sessions open on the database `db_oid`.
+    pub(crate) fn open_sessions(&self, db_oid: u32) -> usize {
+        self.sessions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&db_oid)
+            .map_or(0, |count| count.load(Ordering::Acquire))
     }
 
     /// `DROP DATABASE`. Waits a few seconds for the sessions of the database to

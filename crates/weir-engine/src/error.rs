@@ -21,6 +21,7 @@ pub mod sqlstate {
     pub const SUCCESSFUL_COMPLETION: SqlState = "00000";
     pub const WARNING: SqlState = "01000";
     pub const FEATURE_NOT_SUPPORTED: SqlState = "0A000";
+    pub const INVALID_REGULAR_EXPRESSION: SqlState = "2201B";
     pub const CARDINALITY_VIOLATION: SqlState = "21000";
     pub const DATA_EXCEPTION: SqlState = "22000";
     pub const STRING_DATA_RIGHT_TRUNCATION: SqlState = "22001";
@@ -37,6 +38,8 @@ pub mod sqlstate {
     pub const NO_ACTIVE_SQL_TRANSACTION: SqlState = "25P01";
     pub const IN_FAILED_SQL_TRANSACTION: SqlState = "25P02";
     pub const INVALID_CATALOG_NAME: SqlState = "3D000";
+    pub const INVALID_AUTHORIZATION_SPECIFICATION: SqlState = "28000";
+    pub const INVALID_PASSWORD: SqlState = "28P01";
     pub const INVALID_SCHEMA_NAME: SqlState = "3F000";
     pub const DEPENDENT_OBJECTS_STILL_EXIST: SqlState = "2BP01";
     pub const SYNTAX_ERROR_OR_ACCESS_RULE_VIOLATION: SqlState = "42000";
@@ -154,14 +157,52 @@ impl From<TypeError> for WeirError {
 
 impl From<ArrowError> for WeirError {
     fn from(e: ArrowError) -> Self {
-        from_arrow(&e)
+        known_limitation(from_arrow(&e))
     }
 }
 
 impl From<DataFusionError> for WeirError {
     fn from(e: DataFusionError) -> Self {
-        from_datafusion(&e)
+        known_limitation(from_datafusion(&e))
     }
+}
+
+/// Errors DataFusion reports as internal that are the user's input or a
+/// known limitation, by their wording (found by `tests/sql_fuzz.rs`).
+fn known_limitation(e: WeirError) -> WeirError {
+    if e.code != INTERNAL_ERROR {
+        return e;
+    }
+    let m = &e.message;
+    if m.contains("regex parse error") {
+        let detail = m
+            .lines()
+            .last()
+            .unwrap_or("")
+            .trim()
+            .trim_start_matches("error: ");
+        return WeirError::new(
+            INVALID_REGULAR_EXPRESSION,
+            format!("invalid regular expression: {detail}"),
+        );
+    }
+    if m.contains("Failed to coerce types") {
+        return WeirError::new(DATATYPE_MISMATCH, m.clone());
+    }
+    if m.contains("Cannot run range queries on datatype") {
+        return WeirError::new(
+            FEATURE_NOT_SUPPORTED,
+            "RANGE window frames are not supported when ordering by a column of this type; \
+             use ROWS, or order by a number, date or timestamp",
+        );
+    }
+    if m.contains("ScalarSubqueryExpr evaluated before the subquery was executed") {
+        return WeirError::new(
+            FEATURE_NOT_SUPPORTED,
+            "a scalar subquery is not supported here (in VALUES); use INSERT ... SELECT",
+        );
+    }
+    e
 }
 
 /// Puts a [`WeirError`] inside a DataFusion error (for code running inside
@@ -199,7 +240,11 @@ fn from_datafusion(e: &DataFusionError) -> WeirError {
         DataFusionError::SchemaError(schema, _) => from_schema(schema),
         DataFusionError::Plan(m) => from_plan_message(m),
         DataFusionError::Execution(m) => from_execution_message(m),
-        DataFusionError::ResourcesExhausted(m) => WeirError::new(OUT_OF_MEMORY, m.clone()),
+        DataFusionError::ResourcesExhausted(m) => WeirError::new(OUT_OF_MEMORY, m.clone())
+            .with_hint(
+                "The query needs more memory than one query may use (weir serve \
+                 --query-memory-limit).",
+            ),
         DataFusionError::IoError(io) => WeirError::new(IO_ERROR, io.to_string()),
         DataFusionError::ObjectStore(os) => WeirError::new(IO_ERROR, os.to_string()),
         DataFusionError::Configuration(m) => WeirError::new(INVALID_PARAMETER_VALUE, m.clone()),

@@ -20,7 +20,11 @@
 //!   the jobs table;
 //! - [`streaming`]: from a query to a streaming job, and the window functions;
 //! - [`connectors`]: the connectors that feed streams;
+//! - [`dead_letters`]: what a source does with records it cannot read
+//!   (`on_error`), and the dead letters it keeps;
 //! - [`late_rows`], [`system_catalog`]: the `weir_catalog` system tables;
+//! - [`metrics`]: the same state, and the checkpoints', as Prometheus
+//!   metrics;
 //! - [`write_log`]: the write-ahead log of users' writes, and its replay;
 //! - [`checkpoint`]: checkpoints of all state to object storage, and recovery;
 //! - [`state_files`]: incremental checkpoints: the full copy and change
@@ -33,11 +37,13 @@ pub mod checkpoint;
 pub mod connectors;
 pub mod copy_format;
 pub mod database;
+pub mod dead_letters;
 pub mod engine;
 pub mod error;
 pub mod event_time;
 pub mod late_rows;
 pub mod materialized_view;
+pub mod metrics;
 pub mod output;
 pub mod pg_catalog;
 pub mod relation;

@@ -19,6 +19,7 @@ use weir_runtime::{Chunk, Feed, Message};
 use weir_state::{Change, Commit, Wal};
 
 use crate::catalog::StreamDef;
+use crate::dead_letters::{DeadLetter, DeadLetters, OnError};
 use crate::error::Result;
 use crate::event_time::EventTime;
 use crate::late_rows::LateRows;
@@ -29,10 +30,14 @@ use crate::write_log;
 pub enum Origin {
     /// A user's `INSERT`: logged.
     Insert,
-    /// The stream's connector, which is at this position just after the rows:
-    /// not logged (checkpoints keep the position, and the connector resumes
-    /// from it).
-    Connector(serde_json::Value),
+    /// The stream's connector, which is at `position` just after the rows
+    /// and the records it could not read among them (`dead_letters`, kept
+    /// with the stream): not logged (checkpoints keep the position, and the
+    /// connector resumes from it).
+    Connector {
+        position: serde_json::Value,
+        dead_letters: Vec<DeadLetter>,
+    },
 }
 
 /// A stream.
@@ -45,8 +50,14 @@ pub struct Stream {
     /// Serializes ingestion, so that rows and the watermarks they advance are
     /// published in order.
     pub(crate) ingest: tokio::sync::Mutex<()>,
-    /// Records the connector skipped because they did not parse.
+    /// What becomes of records the connector cannot read.
+    pub on_error: OnError,
+    /// Records the connector could not read, since the server started.
     pub rejected: std::sync::atomic::AtomicU64,
+    /// The records set aside with `on_error = 'dead_letter'` (changed under
+    /// the ingestion lock, with the position, so that a checkpoint keeps
+    /// exactly those before its position).
+    dead_letters: Mutex<DeadLetters>,
     /// When rows last arrived (for `idle_timeout`).
     last_rows: Mutex<Instant>,
     /// The connector and idleness tasks, stopped when the stream is dropped.
@@ -63,6 +74,7 @@ impl Stream {
         def: StreamDef,
         schema: SchemaRef,
         event_time: Option<EventTime>,
+        on_error: OnError,
         wal: Arc<Wal>,
     ) -> Self {
         Stream {
@@ -71,7 +83,9 @@ impl Stream {
             schema,
             event_time,
             ingest: tokio::sync::Mutex::new(()),
+            on_error,
             rejected: std::sync::atomic::AtomicU64::new(0),
+            dead_letters: Mutex::new(DeadLetters::default()),
             last_rows: Mutex::new(Instant::now()),
             tasks: Mutex::new(Vec::new()),
             wal,
@@ -132,10 +146,51 @@ impl Stream {
         self.feed.end().await;
     }
 
-    /// Records where the connector is when it moved without rows.
-    pub async fn set_position(&self, position: serde_json::Value) {
+    /// Records where the connector is when it moved without rows, and the
+    /// records it could not read on the way.
+    pub async fn set_position(&self, position: serde_json::Value, dead_letters: Vec<DeadLetter>) {
         let _ingest = self.ingest.lock().await;
         self.record_position(position);
+        self.keep_dead_letters(dead_letters);
+    }
+
+    /// Puts back the dead letters a checkpoint kept (at startup).
+    pub fn restore_dead_letters(&self, letters: Vec<DeadLetter>) {
+        self.keep_dead_letters(letters);
+    }
+
+    fn keep_dead_letters(&self, letters: Vec<DeadLetter>) {
+        if letters.is_empty() {
+            return;
+        }
+        let dropped = self
+            .dead_letters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(letters);
+        if dropped > 0 {
+            tracing::warn!(
+                stream = %self.def.name, dropped,
+                "more dead letters than a stream keeps ({}): the oldest were dropped",
+                crate::dead_letters::KEPT_DEAD_LETTERS
+            );
+        }
+    }
+
+    /// The dead letters kept, oldest first; the caller holds the ingestion
+    /// lock when they must match the position (a checkpoint).
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.dead_letters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .list()
+    }
+
+    /// Stops the stream at a record it must not skip: every job reading it
+    /// fails with `reason`. The position stays before the record.
+    pub async fn fail(&self, reason: String) {
+        let _ingest = self.ingest.lock().await;
+        self.feed.fail(reason).await;
     }
 
     fn record_position(&self, position: serde_json::Value) {
@@ -179,8 +234,12 @@ impl Stream {
         };
         let count = rows.num_rows();
         let commit = match origin {
-            Origin::Connector(position) => {
+            Origin::Connector {
+                position,
+                dead_letters,
+            } => {
                 self.record_position(position);
+                self.keep_dead_letters(dead_letters);
                 None
             }
             Origin::Insert => {

@@ -10,10 +10,15 @@
 //!   late rows counted);
 //! - `weir_catalog.late_rows`: the late rows kept, with the watermark each
 //!   found when it arrived;
+//! - `weir_catalog.dead_letters`: the records streams' sources could not
+//!   read, with where they were and why;
 //! - `weir_catalog.checkpoints`: the checkpoints taken since the server
 //!   started, and those it found at start (the one it restored, damaged ones).
 //!
-//! Each read builds the rows afresh from the running jobs.
+//! Each read builds the rows afresh from the running jobs. The rows of
+//! jobs, operators, sources and sinks are gathered by `job_rows`,
+//! `operator_rows`, `source_rows` and `sink_rows`, which the Prometheus
+//! metrics ([`crate::metrics`]) read too.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -36,8 +41,9 @@ use crate::text_format::{OutputFormat, write_text};
 /// The name of the schema.
 pub const SYSTEM_SCHEMA: &str = "weir_catalog";
 
-const TABLES: [&str; 6] = [
+const TABLES: [&str; 7] = [
     "checkpoints",
+    "dead_letters",
     "jobs",
     "late_rows",
     "operators",
@@ -92,6 +98,71 @@ fn watermark_text(value: &datafusion::common::ScalarValue) -> Option<String> {
     Some(out)
 }
 
+/// A job, as `weir_catalog.jobs` lists it.
+#[derive(Debug, Clone)]
+pub(crate) struct JobRow {
+    pub(crate) name: String,
+    pub(crate) status: JobStatus,
+    /// Its operators; 0 when it has no job (finished and restored so).
+    pub(crate) operators: usize,
+    /// The state of its operators, in bytes; 0 when it has no job.
+    pub(crate) state_bytes: u64,
+    /// `materialized view`, `sink`, `continuous query` or `subscribe`.
+    pub(crate) kind: &'static str,
+    /// The session's user, for a continuous query or subscription.
+    pub(crate) user: Option<String>,
+}
+
+/// The jobs of a database: materialized views', sinks', then the running
+/// queries'.
+pub(crate) fn job_rows(db: &Database) -> Vec<JobRow> {
+    let sizes = |job: &weir_runtime::Job| (job.nodes.len(), job.state_bytes());
+    let mut rows: Vec<JobRow> = Vec::new();
+    for relation in db.relations() {
+        let Relation::MaterializedView(view) = relation else {
+            continue;
+        };
+        let status = view.status();
+        let (operators, state_bytes) = view.with_job(sizes).unwrap_or((0, 0));
+        rows.push(JobRow {
+            name: view.def.name.clone(),
+            status,
+            operators,
+            state_bytes,
+            kind: "materialized view",
+            user: None,
+        });
+    }
+    for sink in db.sinks() {
+        let status = sink.status();
+        let (operators, state_bytes) = sink.with_job(sizes).unwrap_or((0, 0));
+        rows.push(JobRow {
+            name: sink.def.name.clone(),
+            status,
+            operators,
+            state_bytes,
+            kind: "sink",
+            user: None,
+        });
+    }
+    for query in db.queries.list() {
+        // Gone between the listing and now: not running any more.
+        let Some(job) = query.job.upgrade() else {
+            continue;
+        };
+        let (operators, state_bytes) = sizes(&job);
+        rows.push(JobRow {
+            name: query.name,
+            status: job.status(),
+            operators,
+            state_bytes,
+            kind: query.kind,
+            user: Some(query.user),
+        });
+    }
+    rows
+}
+
 fn jobs(db: &Database) -> DfResult<RecordBatch> {
     let schema = schema(&[
         ("name", SqlType::Text),
@@ -102,84 +173,76 @@ fn jobs(db: &Database) -> DfResult<RecordBatch> {
         ("kind", SqlType::Text),
         ("user_name", SqlType::Text),
     ]);
-    struct JobRow {
-        name: String,
-        status: JobStatus,
-        /// Operators and state bytes, when it has a job.
-        sizes: Option<(i64, i64)>,
-        kind: &'static str,
-        user: Option<String>,
-    }
-    let sizes = |job: &weir_runtime::Job| (job.nodes.len() as i64, job.state_bytes() as i64);
-    let mut jobs: Vec<JobRow> = Vec::new();
-    for relation in db.relations() {
-        let Relation::MaterializedView(view) = relation else {
-            continue;
-        };
-        jobs.push(JobRow {
-            name: view.def.name.clone(),
-            status: view.status(),
-            sizes: view.with_job(sizes),
-            kind: "materialized view",
-            user: None,
-        });
-    }
-    for sink in db.sinks() {
-        jobs.push(JobRow {
-            name: sink.def.name.clone(),
-            status: sink.status(),
-            sizes: sink.with_job(sizes),
-            kind: "sink",
-            user: None,
-        });
-    }
-    for query in db.queries.list() {
-        // Gone between the listing and now: not running any more.
-        let Some(job) = query.job.upgrade() else {
-            continue;
-        };
-        jobs.push(JobRow {
-            name: query.name,
-            status: job.status(),
-            sizes: Some(sizes(&job)),
-            kind: query.kind,
-            user: Some(query.user),
-        });
-    }
-    let (mut names, mut statuses, mut errors, mut operators, mut bytes, mut kinds, mut users) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-    for job in jobs {
-        names.push(Some(job.name));
-        let (status, error) = status_text(job.status);
-        statuses.push(Some(status));
-        errors.push(error);
-        let (count, state) = job.sizes.unwrap_or((0, 0));
-        operators.push(count);
-        bytes.push(state);
-        kinds.push(Some(job.kind.to_string()));
-        users.push(job.user);
-    }
+    let rows = job_rows(db);
+    let (statuses, errors): (Vec<_>, Vec<_>) = rows
+        .iter()
+        .map(|r| {
+            let (status, error) = status_text(&r.status);
+            (Some(status), error)
+        })
+        .unzip();
     Ok(RecordBatch::try_new(
         schema,
         vec![
-            text(names),
+            text(rows.iter().map(|r| Some(r.name.clone())).collect()),
             text(statuses),
             text(errors),
-            bigint(operators),
-            bigint(bytes),
-            text(kinds),
-            text(users),
+            bigint(rows.iter().map(|r| r.operators as i64).collect()),
+            bigint(rows.iter().map(|r| r.state_bytes as i64).collect()),
+            text(rows.iter().map(|r| Some(r.kind.to_string())).collect()),
+            text(rows.iter().map(|r| r.user.clone()).collect()),
         ],
     )?)
 }
 
-/// A job's status as the system tables show it, and its error.
-fn status_text(status: JobStatus) -> (String, Option<String>) {
+/// A job's status as the system tables show it: `running`, `finished` or
+/// `failed`.
+pub(crate) fn status_name(status: &JobStatus) -> &'static str {
     match status {
-        JobStatus::Running => ("running".into(), None),
-        JobStatus::Finished => ("finished".into(), None),
-        JobStatus::Failed(error) => ("failed".into(), Some(error)),
+        JobStatus::Running => "running",
+        JobStatus::Finished => "finished",
+        JobStatus::Failed(_) => "failed",
     }
+}
+
+/// A job's status as the system tables show it, and its error.
+fn status_text(status: &JobStatus) -> (String, Option<String>) {
+    let error = match status {
+        JobStatus::Failed(error) => Some(error.clone()),
+        _ => None,
+    };
+    (status_name(status).to_string(), error)
+}
+
+/// A sink, as `weir_catalog.sinks` lists it.
+#[derive(Debug, Clone)]
+pub(crate) struct SinkRow {
+    pub(crate) name: String,
+    pub(crate) connector: Option<String>,
+    pub(crate) path: Option<String>,
+    /// The file connector's format (`jsonl` unless set); `None` for others.
+    pub(crate) format: Option<String>,
+    pub(crate) status: JobStatus,
+    /// Rows written since the server started.
+    pub(crate) rows_written: u64,
+}
+
+/// The sinks of a database, in creation order.
+pub(crate) fn sink_rows(db: &Database) -> Vec<SinkRow> {
+    db.sinks()
+        .iter()
+        .map(|sink| {
+            let file = sink.option("connector") == Some("file");
+            SinkRow {
+                name: sink.def.name.clone(),
+                connector: sink.option("connector").map(str::to_string),
+                path: sink.option("path").map(str::to_string),
+                format: file.then(|| sink.option("format").unwrap_or("jsonl").to_string()),
+                status: sink.status(),
+                rows_written: sink.output.rows(),
+            }
+        })
+        .collect()
 }
 
 fn sinks(db: &Database) -> DfResult<RecordBatch> {
@@ -192,27 +255,52 @@ fn sinks(db: &Database) -> DfResult<RecordBatch> {
         ("error", SqlType::Text),
         ("rows_written", SqlType::BigInt),
     ]);
-    let mut columns: [Vec<Option<String>>; 6] = Default::default();
+    let rows = sink_rows(db);
+    let (statuses, errors): (Vec<_>, Vec<_>) = rows
+        .iter()
+        .map(|r| {
+            let (status, error) = status_text(&r.status);
+            (Some(status), error)
+        })
+        .unzip();
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            text(rows.iter().map(|r| Some(r.name.clone())).collect()),
+            text(rows.iter().map(|r| r.connector.clone()).collect()),
+            text(rows.iter().map(|r| r.path.clone()).collect()),
+            text(rows.iter().map(|r| r.format.clone()).collect()),
+            text(statuses),
+            text(errors),
+            bigint(rows.iter().map(|r| r.rows_written as i64).collect()),
+        ],
+    )?)
+}
+
+/// An operator of a materialized view's job, as `weir_catalog.operators`
+/// lists it.
+#[derive(Debug, Clone)]
+pub(crate) struct OperatorRow {
+    /// The materialized view.
+    pub(crate) job: String,
+    pub(crate) node: NodeInfo,
+}
+
+/// The operators of every materialized view's running job.
+pub(crate) fn operator_rows(db: &Database) -> Vec<OperatorRow> {
     let mut rows = Vec::new();
-    for sink in db.sinks() {
-        let (status, error) = status_text(sink.status());
-        let file = sink.option("connector") == Some("file");
-        let values = [
-            Some(sink.def.name.clone()),
-            sink.option("connector").map(str::to_string),
-            sink.option("path").map(str::to_string),
-            file.then(|| sink.option("format").unwrap_or("jsonl").to_string()),
-            Some(status),
-            error,
-        ];
-        for (column, value) in columns.iter_mut().zip(values) {
-            column.push(value);
-        }
-        rows.push(sink.output.rows() as i64);
+    for relation in db.relations() {
+        let Relation::MaterializedView(view) = relation else {
+            continue;
+        };
+        view.with_job(|job| {
+            rows.extend(job.nodes.iter().map(|node| OperatorRow {
+                job: view.def.name.clone(),
+                node: node.clone(),
+            }))
+        });
     }
-    let mut arrays: Vec<ArrayRef> = columns.into_iter().map(text).collect();
-    arrays.push(bigint(rows));
-    Ok(RecordBatch::try_new(schema, arrays)?)
+    rows
 }
 
 fn operators(db: &Database) -> DfResult<RecordBatch> {
@@ -228,24 +316,9 @@ fn operators(db: &Database) -> DfResult<RecordBatch> {
         ("watermark", SqlType::Text),
         ("state_bytes", SqlType::BigInt),
     ]);
-    struct Row {
-        job: String,
-        node: NodeInfo,
-    }
-    let mut rows = Vec::new();
-    for relation in db.relations() {
-        let Relation::MaterializedView(view) = relation else {
-            continue;
-        };
-        view.with_job(|job| {
-            rows.extend(job.nodes.iter().map(|node| Row {
-                job: view.def.name.clone(),
-                node: node.clone(),
-            }))
-        });
-    }
-    let texts = |f: &dyn Fn(&Row) -> Option<String>| text(rows.iter().map(f).collect());
-    let numbers = |f: &dyn Fn(&Row) -> i64| bigint(rows.iter().map(f).collect());
+    let rows = operator_rows(db);
+    let texts = |f: &dyn Fn(&OperatorRow) -> Option<String>| text(rows.iter().map(f).collect());
+    let numbers = |f: &dyn Fn(&OperatorRow) -> i64| bigint(rows.iter().map(f).collect());
     Ok(RecordBatch::try_new(
         schema,
         vec![
@@ -263,6 +336,52 @@ fn operators(db: &Database) -> DfResult<RecordBatch> {
     )?)
 }
 
+/// A table or stream, as `weir_catalog.sources` lists it.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceRow {
+    pub(crate) name: String,
+    /// `table` or `stream`.
+    pub(crate) kind: &'static str,
+    /// Its event time column, when it has one.
+    pub(crate) event_time_column: Option<String>,
+    /// Its watermark, in microseconds since the epoch, once it has one.
+    pub(crate) watermark_micros: Option<i64>,
+    /// Late rows counted since the server started.
+    pub(crate) late_rows: u64,
+    /// Records its connector could not read (streams only; 0 for tables).
+    pub(crate) rejected_records: u64,
+    /// Dead letters kept (streams only).
+    pub(crate) dead_letters: u64,
+}
+
+/// The tables and streams of a database, in creation order.
+pub(crate) fn source_rows(db: &Database) -> Vec<SourceRow> {
+    let mut rows = Vec::new();
+    for relation in db.relations() {
+        let (kind, event_time, fields) = match &relation {
+            Relation::Table(t) => ("table", t.event_time.as_ref(), t.schema_ref().clone()),
+            Relation::Stream(s) => ("stream", s.event_time.as_ref(), s.schema().clone()),
+            _ => continue,
+        };
+        rows.push(SourceRow {
+            name: relation.name().to_string(),
+            kind,
+            event_time_column: event_time.map(|e| fields.field(e.column).name().clone()),
+            watermark_micros: event_time.and_then(|e| e.current_micros()),
+            late_rows: db.late_rows().count(relation.name()),
+            rejected_records: match &relation {
+                Relation::Stream(s) => s.rejected.load(Ordering::Relaxed),
+                _ => 0,
+            },
+            dead_letters: match &relation {
+                Relation::Stream(s) => s.dead_letters().len() as u64,
+                _ => 0,
+            },
+        });
+    }
+    rows
+}
+
 fn sources(db: &Database) -> DfResult<RecordBatch> {
     let schema = schema(&[
         ("name", SqlType::Text),
@@ -271,34 +390,19 @@ fn sources(db: &Database) -> DfResult<RecordBatch> {
         ("watermark", SqlType::TimestampTz),
         ("late_rows", SqlType::BigInt),
         ("rejected_records", SqlType::BigInt),
+        ("dead_letters", SqlType::BigInt),
     ]);
-    let (mut names, mut kinds, mut columns, mut marks, mut late, mut rejected) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    for relation in db.relations() {
-        let (kind, event_time, schema) = match &relation {
-            Relation::Table(t) => ("table", t.event_time.as_ref(), t.schema_ref().clone()),
-            Relation::Stream(s) => ("stream", s.event_time.as_ref(), s.schema().clone()),
-            _ => continue,
-        };
-        names.push(Some(relation.name().to_string()));
-        kinds.push(Some(kind.to_string()));
-        columns.push(event_time.map(|e| schema.field(e.column).name().clone()));
-        marks.push(event_time.and_then(|e| e.current_micros()));
-        late.push(db.late_rows().count(relation.name()) as i64);
-        rejected.push(match &relation {
-            Relation::Stream(s) => s.rejected.load(Ordering::Relaxed) as i64,
-            _ => 0,
-        });
-    }
+    let rows = source_rows(db);
     Ok(RecordBatch::try_new(
         schema,
         vec![
-            text(names),
-            text(kinds),
-            text(columns),
-            timestamptz(marks),
-            bigint(late),
-            bigint(rejected),
+            text(rows.iter().map(|r| Some(r.name.clone())).collect()),
+            text(rows.iter().map(|r| Some(r.kind.to_string())).collect()),
+            text(rows.iter().map(|r| r.event_time_column.clone()).collect()),
+            timestamptz(rows.iter().map(|r| r.watermark_micros).collect()),
+            bigint(rows.iter().map(|r| r.late_rows as i64).collect()),
+            bigint(rows.iter().map(|r| r.rejected_records as i64).collect()),
+            bigint(rows.iter().map(|r| r.dead_letters as i64).collect()),
         ],
     )?)
 }
@@ -355,6 +459,35 @@ fn late_rows(db: &Database) -> DfResult<RecordBatch> {
     )?)
 }
 
+fn dead_letters(db: &Database) -> DfResult<RecordBatch> {
+    let schema = schema(&[
+        ("stream", SqlType::Text),
+        ("source", SqlType::Text),
+        ("line", SqlType::BigInt),
+        ("record", SqlType::Text),
+        ("error", SqlType::Text),
+        ("read_at", SqlType::TimestampTz),
+    ]);
+    let mut rows = Vec::new();
+    for relation in db.relations() {
+        if let Relation::Stream(stream) = relation {
+            let name = stream.def.name.clone();
+            rows.extend(stream.dead_letters().into_iter().map(|l| (name.clone(), l)));
+        }
+    }
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            text(rows.iter().map(|(s, _)| Some(s.clone())).collect()),
+            text(rows.iter().map(|(_, l)| Some(l.source.clone())).collect()),
+            bigint(rows.iter().map(|(_, l)| l.line as i64).collect()),
+            text(rows.iter().map(|(_, l)| Some(l.record.clone())).collect()),
+            text(rows.iter().map(|(_, l)| Some(l.error.clone())).collect()),
+            timestamptz(rows.iter().map(|(_, l)| Some(l.read_at)).collect()),
+        ],
+    )?)
+}
+
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
@@ -371,6 +504,7 @@ impl SchemaProvider for SystemSchema {
             "operators" => operators(&db)?,
             "sources" => sources(&db)?,
             "late_rows" => late_rows(&db)?,
+            "dead_letters" => dead_letters(&db)?,
             "checkpoints" => checkpoints(&db)?,
             _ => return Ok(None),
         };

@@ -187,6 +187,9 @@ pub(crate) async fn run(
                     &mut out,
                 )?;
             }
+            Some(Message::Fail(reason)) => {
+                return Err(datafusion::error::DataFusionError::Execution(reason));
+            }
             Some(Message::Barrier(b)) if b.epoch <= start_epoch => {}
             Some(Message::Barrier(b)) => {
                 holding[input] = true;
@@ -227,7 +230,7 @@ pub(crate) async fn run(
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(w.column, w.value.clone());
                 }
-                Message::Barrier(_) => {}
+                Message::Barrier(_) | Message::Fail(_) => {}
             }
             if !outputs.send(message).await? {
                 // Nobody downstream any more: the job is being stopped.

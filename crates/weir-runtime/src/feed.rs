@@ -48,6 +48,9 @@ struct Subscribers {
     senders: Vec<mpsc::Sender<Message>>,
     /// Nothing follows: later subscriptions end after their backfill.
     ended: bool,
+    /// Why the changelog failed: later subscriptions get it after their
+    /// backfill.
+    failed: Option<String>,
 }
 
 impl Feed {
@@ -127,6 +130,17 @@ impl Feed {
         subscribers.senders.clear();
     }
 
+    /// Fails the changelog: every subscriber, now and later, receives
+    /// [`Message::Fail`] (and the job reading it stops with `reason`), then
+    /// its subscription ends.
+    pub async fn fail(&self, reason: String) {
+        self.publish(Message::Fail(reason.clone())).await;
+        let mut subscribers = self.subscribers.lock().await;
+        subscribers.ended = true;
+        subscribers.failed = Some(reason);
+        subscribers.senders.clear();
+    }
+
     /// Whether the changelog has ended.
     pub async fn has_ended(&self) -> bool {
         self.subscribers.lock().await.ended
@@ -149,6 +163,10 @@ impl Feed {
         // that the subscriber drains, and register the subscriber after it so
         // that live messages follow the backfill.
         let mut subscribers = self.subscribers.lock().await;
+        let mut backfill = backfill;
+        if let Some(reason) = &subscribers.failed {
+            backfill.push(Message::Fail(reason.clone()));
+        }
         if backfill.is_empty() {
             if !subscribers.ended {
                 subscribers.senders.push(sender);
@@ -234,6 +252,20 @@ mod tests {
             "a late subscription ends after its backfill"
         );
         assert!(feed.has_ended().await);
+    }
+
+    #[tokio::test]
+    async fn a_failed_feed_tells_every_subscriber_then_ends() {
+        let feed = Feed::new(Arc::new(Schema::empty()));
+        let mut before = feed.subscribe(vec![]).await;
+        feed.fail("line 3 does not parse".into()).await;
+        assert!(matches!(before.recv().await, Some(Message::Fail(r)) if r.contains("line 3")));
+        assert!(before.recv().await.is_none());
+        let backfill = vec![Message::Barrier(Barrier::new(7))];
+        let mut after = feed.subscribe(backfill).await;
+        assert!(matches!(after.recv().await, Some(Message::Barrier(b)) if b.epoch == 7));
+        assert!(matches!(after.recv().await, Some(Message::Fail(r)) if r.contains("line 3")));
+        assert!(after.recv().await.is_none());
     }
 
     #[tokio::test]

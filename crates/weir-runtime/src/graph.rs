@@ -280,7 +280,7 @@ impl JobGraph {
                             return;
                         }
                         Ok(Err(e)) => e.to_string(),
-                        Err(_) => "the operator panicked".to_string(),
+                        Err(panic) => format!("the operator panicked: {}", panic_message(&*panic)),
                     };
                     fail(&status, name, error);
                 }));
@@ -294,6 +294,15 @@ impl JobGraph {
             states,
         }
     }
+}
+
+/// The message a panic was raised with.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// Marks the job failed (the first failure is the one reported).
@@ -360,5 +369,75 @@ impl Drop for Job {
         for task in &self.tasks {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::exchange::Exchange;
+    use crate::message::Chunk;
+
+    /// Passes rows on, and panics at a row of value 13.
+    struct Fragile;
+
+    impl Operator for Fragile {
+        fn name(&self) -> &'static str {
+            "Fragile"
+        }
+
+        fn process_chunk(
+            &mut self,
+            _input: usize,
+            chunk: Chunk,
+            out: &mut Vec<Message>,
+        ) -> crate::operator::Result<()> {
+            let values = chunk
+                .batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("int64 rows");
+            if values.values().contains(&13) {
+                panic!("unlucky row {}", 13);
+            }
+            out.push(Message::Chunk(chunk));
+            Ok(())
+        }
+    }
+
+    fn chunk(values: Vec<i64>) -> Message {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        let batch =
+            RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values))]).expect("batch");
+        Message::Chunk(Chunk::inserts(batch))
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_an_operator_fails_its_job_with_the_message() {
+        let (input, source) = mpsc::channel(4);
+        let (sink, mut output) = mpsc::channel(4);
+        let mut graph = JobGraph::default();
+        graph.add(Box::new(Fragile), vec![Input::Source("s".into(), source)]);
+        let job = graph.spawn(Outputs::Exchanges(vec![Exchange::forward(sink)]), 0);
+        input.send(chunk(vec![1, 2])).await.expect("send");
+        assert!(matches!(output.recv().await, Some(Message::Chunk(c)) if c.num_rows() == 2));
+        assert_eq!(job.status(), JobStatus::Running);
+        input.send(chunk(vec![13])).await.expect("send");
+        let status = tokio::time::timeout(std::time::Duration::from_secs(5), job.stopped())
+            .await
+            .expect("the job stops");
+        assert_eq!(
+            status,
+            JobStatus::Failed("Fragile: the operator panicked: unlucky row 13".into())
+        );
+        // The output ends: readers of the job see it stop.
+        assert!(output.recv().await.is_none());
     }
 }

@@ -216,4 +216,7 @@ pub enum Message {
     Chunk(Chunk),
     Watermark(Watermark),
     Barrier(Barrier),
+    /// The input failed (a source met a record it must not skip): the job
+    /// that reads it stops with this error.
+    Fail(String),
 }

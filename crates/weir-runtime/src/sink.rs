@@ -130,6 +130,7 @@ impl SinkOutput {
                 self.connector.write(&batch)
             }
             Message::Watermark(_) => Ok(()),
+            Message::Fail(reason) => Err(reason),
             Message::Barrier(b) => {
                 if b.checkpoint {
                     let files = self.connector.stage(b.epoch)?;

@@ -151,7 +151,8 @@ impl ViewSink {
                 };
                 *self.checkpoint.lock().unwrap_or_else(|p| p.into_inner()) = Some(checkpoint);
             }
-            Message::Barrier(_) => {}
+            // Passed on: the jobs reading the view fail too.
+            Message::Barrier(_) | Message::Fail(_) => {}
         }
         let barrier = match &message {
             Message::Barrier(b) => Some(b.epoch),

@@ -7,6 +7,7 @@
 //! - [`window_syntax`]: Flink's window table functions, read as Weir's.
 
 pub mod duration;
+pub mod number_literals;
 pub mod parser;
 pub mod statement;
 pub mod types;

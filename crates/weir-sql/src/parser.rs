@@ -2,7 +2,9 @@
 //!
 //! Built the way DataFusion's `DFParser` is: look at the leading keywords, parse
 //! Weir's own statements with sqlparser's `Parser` primitives, and hand every
-//! other statement to sqlparser. No SQL text is rewritten.
+//! other statement to sqlparser. No SQL text is rewritten; two token
+//! rewrites come first (Flink's window table functions, numbers with an
+//! exponent).
 //!
 //! Queries that clients send against the system catalogs (psql's `\d`,
 //! driver type lookups) go through `datafusion-pg-catalog`'s compatibility
@@ -57,6 +59,7 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Statement>, ParseError> {
         .map_err(|e| syntax_error(sql, &ParserError::TokenizerError(e.to_string())))?;
     let mentions_catalog = tokens.iter().any(|t| is_system_catalog_word(&t.token));
     let tokens = crate::window_syntax::flink_window_functions(tokens);
+    let tokens = crate::number_literals::exponent_literals(tokens);
     let mut parser = WeirParser {
         parser: Parser::new(&DIALECT).with_tokens_with_locations(tokens),
     };

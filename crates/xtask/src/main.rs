@@ -2,7 +2,7 @@
 //! fresh machine.
 //!
 //! The tests talk to real programs: `psql` (also on a pseudo-terminal, with
-//! util-linux's `script`), a PostgreSQL server (to compare Weir's behaviour
+//! util-linux's `script`; and over TLS, with certificates made by `openssl`), a PostgreSQL server (to compare Weir's behaviour
 //! with Postgres'), the stock `sqllogictest` CLI, an S3-compatible server
 //! (moto's, from PyPI) for checkpoints and sinks in S3. This task
 //! installs whichever is missing (Debian packages with apt-get, crates with
@@ -46,6 +46,7 @@ fn test(args: &[String]) -> Result<(), String> {
 
     ensure_postgres()?;
     ensure_script()?;
+    ensure_openssl()?;
     ensure_sqllogictest()?;
     let moto_server = ensure_moto()?;
 
@@ -78,6 +79,19 @@ fn ensure_script() -> Result<(), String> {
     match find_program("script") {
         Some(_) => Ok(()),
         None => Err("script is still missing after apt-get install bsdutils".into()),
+    }
+}
+
+/// `openssl`, which makes the TLS certificates of the authentication tests.
+fn ensure_openssl() -> Result<(), String> {
+    if find_program("openssl").is_some() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing openssl with apt-get");
+    apt_install(&["openssl"])?;
+    match find_program("openssl") {
+        Some(_) => Ok(()),
+        None => Err("openssl is still missing after apt-get install openssl".into()),
     }
 }
 

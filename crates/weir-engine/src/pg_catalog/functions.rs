@@ -91,9 +91,11 @@ pub fn install(
                 _ => Some(owner.clone()),
             },
         ),
+        // Weir has no roles: the current user is the session's.
         text_fn("session_user", &[&[]], Volatility::Stable, move |_| {
             Some(session_user.clone())
-        }),
+        })
+        .with_aliases(["current_user", "current_role", "user"]),
         text_fn(
             "pg_encoding_to_char",
             &[&[OID]],

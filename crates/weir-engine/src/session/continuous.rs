@@ -241,6 +241,10 @@ impl Delivery {
                     continue;
                 }
                 Message::Watermark(_) => continue,
+                Message::Fail(reason) => {
+                    self.remaining = Some(0);
+                    return Some(Err(datafusion::error::DataFusionError::Execution(reason)));
+                }
             };
             if chunk.is_empty() || self.skip_until.is_some() {
                 continue;

@@ -192,7 +192,7 @@ impl Session {
 
     /// Fills a new table with a query's rows (CREATE TABLE AS).
     async fn fill(&self, table: &Arc<Table>, plan: LogicalPlan) -> Result<u64> {
-        let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+        let batches = self.frame(plan).await?.collect().await?;
         let batches = conform_to_table(&table.def.columns, table.schema_ref(), batches)?;
         let mut writer = table.data.writer().await;
         let rows = writer
@@ -450,6 +450,8 @@ impl Session {
                         relation.kind_name()
                     )));
                 }
+                // Named twice (`DROP TABLE t, t`): dropped once, as in Postgres.
+                Some(relation) if targets.iter().any(|t: &Relation| t.oid() == relation.oid()) => {}
                 Some(relation) => targets.push(relation),
             }
         }
@@ -492,8 +494,9 @@ impl Session {
                 _ => None,
             })
             .collect();
-        // In OID order, as jobs starting take them (no deadlock).
+        // In OID order, as jobs starting take them (no deadlock), each once.
         tables.sort_by_key(|t| t.def.oid);
+        tables.dedup_by_key(|t| t.def.oid);
         let mut writers = Vec::with_capacity(tables.len());
         for table in &tables {
             writers.push(table.data.writer().await);

@@ -142,7 +142,7 @@ impl Session {
             InsertTarget::Table(table) => {
                 let mut writer = table.data.writer().await;
                 self.ensure_current(table)?;
-                let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+                let batches = self.frame(plan).await?.collect().await?;
                 let batches = conform_to_table(&table.def.columns, table.schema_ref(), batches)?;
                 let batch = concat_batches(table.schema_ref(), batches.iter())?;
                 let (batch, admitted, late) = match &table.event_time {
@@ -195,7 +195,7 @@ impl Session {
                 (added, late)
             }
             InsertTarget::Stream(stream) => {
-                let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+                let batches = self.frame(plan).await?.collect().await?;
                 let batches = conform_to_table(&stream.def.columns, stream.schema(), batches)?;
                 let batch = concat_batches(stream.schema(), batches.iter())?;
                 let total = batch.num_rows();
@@ -352,7 +352,7 @@ impl Session {
             .iter()
             .filter_map(|f| f.name().strip_prefix(NEW_VALUE)?.parse().ok())
             .collect();
-        let result = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+        let result = self.frame(plan).await?.collect().await?;
         let schema = table.schema_ref().clone();
         let snapshot = writer.snapshot();
         let current = concat_batches(&schema, snapshot.iter())?;

@@ -118,6 +118,7 @@ impl Session {
         for name in &drop.names {
             let name = self.relation_name(name)?;
             match self.db.sink(&name) {
+                Some(sink) if targets.iter().any(|t| std::sync::Arc::ptr_eq(t, &sink)) => {}
                 Some(sink) => targets.push(sink),
                 None if self.db.relation(&name).is_some() => {
                     return Err(WeirError::new(

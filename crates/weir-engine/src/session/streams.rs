@@ -127,6 +127,7 @@ impl Session {
     /// A stream from its definition (also at startup).
     pub(crate) fn build_stream(&self, def: StreamDef) -> Result<Arc<Stream>> {
         crate::connectors::check_options(&def)?;
+        let on_error = crate::dead_letters::OnError::of(&def)?;
         let schema = arrow_schema(&def.columns);
         let event_time = match &def.watermark {
             Some(spec) => Some(EventTime::plan(spec, &schema, &self.ctx)?),
@@ -136,6 +137,7 @@ impl Session {
             def,
             schema,
             event_time,
+            on_error,
             self.engine.wal().clone(),
         )))
     }

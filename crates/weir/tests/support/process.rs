@@ -70,6 +70,20 @@ impl Process {
         client
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's peak resident memory so far, in bytes.
+    pub fn peak_rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status.lines().find_map(|line| {
+            let kib = line.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?;
+            kib.trim().parse::<u64>().ok().map(|k| k * 1024)
+        })
+    }
+
     pub fn kill_9(mut self) {
         self.child.kill().expect("SIGKILL the server");
         let _ = self.child.wait();
