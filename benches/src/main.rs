@@ -123,6 +123,27 @@ struct NexmarkArgs {
     /// batch run's partitions), separated by commas.
     #[arg(long, default_value = "1,2")]
     parallelism: String,
+    /// Also run each query with checkpoints this often (`1s`, `500ms`), its
+    /// rows to a blackhole sink, and report the checkpoints' cost; `0` for
+    /// no such run.
+    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    checkpoint_interval: std::time::Duration,
+}
+
+/// `--checkpoint-interval`: `500ms`, `1s`, `0`.
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    if let Some(ms) = text.strip_suffix("ms") {
+        return ms
+            .trim()
+            .parse()
+            .map(std::time::Duration::from_millis)
+            .map_err(|_| format!("expected a duration such as '1s' or '500ms', got '{text}'"));
+    }
+    if text == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    parse_duration(text)
 }
 
 #[derive(Args)]
@@ -135,6 +156,9 @@ struct MeasureArgs {
     parallelism: usize,
     #[arg(long, value_enum)]
     engine: EngineKind,
+    /// For a checkpointed run: milliseconds between checkpoints.
+    #[arg(long, default_value_t = 1000)]
+    checkpoint_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -211,6 +235,10 @@ fn measure(args: MeasureArgs) -> ExitCode {
             }
             EngineKind::Replay => streaming::run(&query, args.events, args.parallelism, true).await,
             EngineKind::Batch => batch::run(&query, args.events, args.parallelism).await,
+            EngineKind::Checkpointed => {
+                let interval = std::time::Duration::from_millis(args.checkpoint_ms);
+                streaming::run_checkpointed(&query, args.events, args.parallelism, interval).await
+            }
         }
     }))
 }
@@ -221,17 +249,23 @@ fn measure_in_child(
     events: u64,
     parallelism: usize,
     engine: EngineKind,
+    checkpoint_interval: std::time::Duration,
 ) -> Result<Measurement, String> {
     let exe = std::env::current_exe().map_err(|e| format!("this program's path: {e}"))?;
     let engine_name = match engine {
         EngineKind::Streaming => "streaming",
         EngineKind::Replay => "replay",
         EngineKind::Batch => "batch",
+        EngineKind::Checkpointed => "checkpointed",
     };
     let output = Command::new(exe)
         .args(["measure", "--query", query, "--events", &events.to_string()])
         .args(["--parallelism", &parallelism.to_string()])
         .args(["--engine", engine_name])
+        .args([
+            "--checkpoint-ms",
+            &checkpoint_interval.as_millis().to_string(),
+        ])
         .output()
         .map_err(|e| format!("running a measurement: {e}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -283,22 +317,28 @@ fn nexmark(args: NexmarkArgs) -> ExitCode {
     for query in &selected {
         for &parallelism in &parallelisms {
             eprintln!("running {} at parallelism {parallelism}...", query.name);
-            let streaming =
-                measure_in_child(query.name, args.events, parallelism, EngineKind::Streaming);
+            let run = |engine| {
+                measure_in_child(
+                    query.name,
+                    args.events,
+                    parallelism,
+                    engine,
+                    args.checkpoint_interval,
+                )
+            };
+            let streaming = run(EngineKind::Streaming);
             let outcome = match streaming {
                 Err(error) => Outcome::Unsupported {
                     query: query.name,
                     error,
                 },
-                Ok(streaming) => {
-                    let run =
-                        |engine| measure_in_child(query.name, args.events, parallelism, engine);
-                    Outcome::Measured {
-                        streaming,
-                        replay: run(EngineKind::Replay),
-                        batch: run(EngineKind::Batch),
-                    }
-                }
+                Ok(streaming) => Outcome::Measured {
+                    streaming,
+                    replay: run(EngineKind::Replay),
+                    batch: run(EngineKind::Batch),
+                    checkpointed: (!args.checkpoint_interval.is_zero())
+                        .then(|| run(EngineKind::Checkpointed)),
+                },
             };
             let unsupported = matches!(outcome, Outcome::Unsupported { .. });
             outcomes.push(outcome);
@@ -308,6 +348,7 @@ fn nexmark(args: NexmarkArgs) -> ExitCode {
         }
     }
     report::table(&outcomes);
+    report::checkpoints(&outcomes, args.checkpoint_interval);
     report::queries(&selected);
     ExitCode::SUCCESS
 }

@@ -18,6 +18,10 @@ pub enum EngineKind {
     /// DataFusion in batch, over the same events generated into memory
     /// beforehand.
     Batch,
+    /// Weir over its `nexmark` source, the query's rows going to a
+    /// blackhole sink, with checkpoints taken periodically (state in the
+    /// local object store).
+    Checkpointed,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,8 +36,21 @@ pub struct Measurement {
     pub cpu_seconds: f64,
     pub peak_rss_bytes: u64,
     /// Result rows: for results that update, inserts less deletes (the rows
-    /// of the final result).
+    /// of the final result); for a checkpointed run, the changes the sink
+    /// received.
     pub rows: i64,
+    /// A checkpointed run's checkpoints (committed) while the query ran.
+    #[serde(default)]
+    pub checkpoints: Option<CheckpointFigures>,
+}
+
+/// What the checkpoints of a checkpointed run cost.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointFigures {
+    pub count: i64,
+    pub mean_duration_ms: f64,
+    pub mean_bytes_written: f64,
+    pub last_state_bytes: i64,
 }
 
 impl Measurement {
@@ -84,6 +101,7 @@ impl Clock {
             cpu_seconds: process::cpu_seconds() - self.cpu,
             peak_rss_bytes: process::peak_rss_bytes(),
             rows,
+            checkpoints: None,
         }
     }
 }

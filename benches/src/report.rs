@@ -5,6 +5,8 @@ use crate::measurement::Measurement;
 use crate::process;
 use crate::queries::Query;
 
+// A few outcomes per run: their size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     Measured {
         /// Over the `nexmark` source, generation included.
@@ -12,6 +14,8 @@ pub enum Outcome {
         /// Over the batch run's events, written into the streams.
         replay: Result<Measurement, String>,
         batch: Result<Measurement, String>,
+        /// Over the `nexmark` source, with checkpoints (when asked for).
+        checkpointed: Option<Result<Measurement, String>>,
     },
     /// Weir refused the query; its error says why.
     Unsupported { query: &'static str, error: String },
@@ -87,6 +91,7 @@ pub fn table(outcomes: &[Outcome]) {
                 streaming: s,
                 replay,
                 batch,
+                ..
             } => {
                 let ratio = match (replay, batch) {
                     (Ok(r), Ok(b)) => {
@@ -117,8 +122,69 @@ pub fn table(outcomes: &[Outcome]) {
             println!("- {query}: {error}");
         }
     }
+}
+
+/// The checkpointed runs against the same queries without checkpoints.
+pub fn checkpoints(outcomes: &[Outcome], interval: std::time::Duration) {
+    if interval.is_zero() {
+        return;
+    }
     println!();
-    println!("Checkpointing: not measured (checkpoints do not exist yet).");
+    println!(
+        "With a checkpoint every {} ms (rows to a blackhole sink, state in the local object store):",
+        interval.as_millis()
+    );
+    println!();
+    println!(
+        "| query | par | events/s without | events/s with | overhead | checkpoints | \
+         mean duration | mean bytes written | state at the last |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for outcome in outcomes {
+        let Outcome::Measured {
+            streaming: s,
+            checkpointed: Some(run),
+            ..
+        } = outcome
+        else {
+            continue;
+        };
+        match run {
+            Err(e) => println!(
+                "| {} | {} | {} | failed: {e} | | | | | |",
+                s.query,
+                s.parallelism,
+                rate(s.events_per_second())
+            ),
+            Ok(c) => {
+                let overhead = 1.0 - c.events_per_second() / s.events_per_second();
+                let (count, duration, bytes, state) = c.checkpoints.as_ref().map_or(
+                    (
+                        "0".to_string(),
+                        "-".to_string(),
+                        "-".to_string(),
+                        "-".to_string(),
+                    ),
+                    |f| {
+                        (
+                            f.count.to_string(),
+                            format!("{:.0} ms", f.mean_duration_ms),
+                            format!("{:.1} KiB", f.mean_bytes_written / 1024.0),
+                            format!("{:.1} KiB", f.last_state_bytes as f64 / 1024.0),
+                        )
+                    },
+                );
+                println!(
+                    "| {} | {} | {} | {} | {:.0} % | {count} | {duration} | {bytes} | {state} |",
+                    s.query,
+                    s.parallelism,
+                    rate(s.events_per_second()),
+                    rate(c.events_per_second()),
+                    overhead * 100.0,
+                );
+            }
+        }
+    }
 }
 
 pub fn queries(queries: &[Query]) {

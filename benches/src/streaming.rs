@@ -13,7 +13,7 @@ use weir_engine::relation::Relation;
 use weir_engine::stream::Origin;
 use weir_engine::{Engine, EngineConfig, Output, Session};
 
-use crate::measurement::{Clock, EngineKind, Measurement};
+use crate::measurement::{CheckpointFigures, Clock, EngineKind, Measurement};
 use crate::queries::Query;
 
 /// The columns of each Nexmark table, as the sources declare them.
@@ -151,4 +151,106 @@ fn net_rows(ops: &datafusion::arrow::array::ArrayRef) -> Result<i64, String> {
         .iter()
         .map(|op| if op == Some("delete") { -1 } else { 1 })
         .sum())
+}
+
+/// Runs `query` over the `nexmark` sources as a sink (`CREATE SINK ... AS
+/// query WITH (connector = 'blackhole')`) in an engine that takes a
+/// checkpoint every `interval` (state in the data directory's object
+/// store), until the sink's job has finished; reports the checkpoints taken
+/// meanwhile.
+pub async fn run_checkpointed(
+    query: &Query,
+    events: u64,
+    parallelism: usize,
+    interval: std::time::Duration,
+) -> Result<Measurement, String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("a data directory: {e}"))?;
+    let mut config = EngineConfig::new(dir.path());
+    config.checkpoint_interval = Some(interval);
+    let engine = Engine::open(config).await.map_err(describe)?;
+    let mut session = engine.connect("weir", "weir", &[]).map_err(describe)?;
+    execute(
+        &mut session,
+        &format!("SET streaming_parallelism = {parallelism}"),
+    )
+    .await?;
+    for table in ["bid", "auction", "person"] {
+        execute(&mut session, &create_source(table, events, false)).await?;
+    }
+    let sql = query.streaming.trim().trim_end_matches(';');
+    let clock = Clock::start();
+    execute(
+        &mut session,
+        &format!("CREATE SINK bench_out AS {sql} WITH (connector = 'blackhole')"),
+    )
+    .await?;
+    loop {
+        let status = text(
+            &mut session,
+            "SELECT status || coalesce(': ' || error, '') FROM weir_catalog.jobs WHERE name = 'bench_out'",
+        )
+        .await?;
+        match status.as_deref() {
+            Some("finished") => break,
+            Some("running") => {}
+            other => return Err(format!("the sink's job: {other:?}")),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let rows = text(
+        &mut session,
+        "SELECT rows_written::text FROM weir_catalog.sinks WHERE name = 'bench_out'",
+    )
+    .await?
+    .and_then(|r| r.parse().ok())
+    .unwrap_or(0);
+    let mut measurement = clock.stop(
+        query.name,
+        EngineKind::Checkpointed,
+        parallelism,
+        events,
+        rows,
+    );
+    let figures = text(
+        &mut session,
+        "SELECT count(*) || ',' || coalesce(avg(duration_ms), 0) || ',' || \
+                coalesce(avg(bytes_written), 0) || ',' || coalesce(max(state_bytes), 0) \
+         FROM weir_catalog.checkpoints WHERE status = 'committed'",
+    )
+    .await?
+    .unwrap_or_default();
+    let parts: Vec<f64> = figures.split(',').filter_map(|p| p.parse().ok()).collect();
+    if let [count, duration, bytes, state] = parts[..] {
+        measurement.checkpoints = Some(CheckpointFigures {
+            count: count as i64,
+            mean_duration_ms: duration,
+            mean_bytes_written: bytes,
+            last_state_bytes: state as i64,
+        });
+    }
+    engine.close();
+    Ok(measurement)
+}
+
+/// The first column of the first row of a query, as text.
+async fn text(session: &mut Session, sql: &str) -> Result<Option<String>, String> {
+    use datafusion::arrow::array::{Array, StringArray};
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::DataType;
+    let Output::Rows(mut rows) = execute(session, sql).await? else {
+        return Err(format!("no rows from {sql}"));
+    };
+    let mut first = None;
+    while let Some(batch) = rows.batches.next().await {
+        let batch = batch.map_err(|e| e.to_string())?;
+        if first.is_none() && batch.num_rows() > 0 {
+            let column = cast(batch.column(0), &DataType::Utf8).map_err(|e| e.to_string())?;
+            let column = column
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or("not text")?;
+            first = Some((!column.is_null(0)).then(|| column.value(0).to_string()));
+        }
+    }
+    Ok(first.flatten())
 }

@@ -297,12 +297,14 @@ fn on_rejects(
             let read_at = chrono::Utc::now().timestamp_micros();
             let letters = rejects
                 .into_iter()
-                .map(|r| DeadLetter {
-                    source: r.file.display().to_string(),
-                    line: r.line,
-                    record: r.record,
-                    error: r.error,
-                    read_at,
+                .map(|r| {
+                    DeadLetter::new(
+                        r.file.display().to_string(),
+                        r.line,
+                        r.record,
+                        r.error,
+                        read_at,
+                    )
                 })
                 .collect();
             (letters, None)

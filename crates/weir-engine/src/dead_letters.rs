@@ -24,6 +24,10 @@ pub const ON_ERROR: &str = "on_error";
 /// Dead letters a stream keeps; past it the oldest go (and the log says so).
 pub const KEPT_DEAD_LETTERS: usize = 10_000;
 
+/// Bytes of a record a dead letter keeps; a longer one is cut there (and
+/// says so), so that the letters stay small in memory and in checkpoints.
+pub const KEPT_RECORD_BYTES: usize = 8 * 1024;
+
 /// What a source does with a record it cannot read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnError {
@@ -72,8 +76,32 @@ pub struct DeadLetter {
 #[derive(Debug, Default)]
 pub struct DeadLetters {
     letters: VecDeque<DeadLetter>,
-    /// Letters dropped because more than [`KEPT_DEAD_LETTERS`] came.
-    dropped: u64,
+}
+
+impl DeadLetter {
+    /// A letter for `record`, cut to [`KEPT_RECORD_BYTES`].
+    pub fn new(source: String, line: u64, record: String, error: String, read_at: i64) -> Self {
+        let record = if record.len() > KEPT_RECORD_BYTES {
+            let mut cut = KEPT_RECORD_BYTES;
+            while !record.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            format!(
+                "{}... (cut: the record has {} bytes)",
+                &record[..cut],
+                record.len()
+            )
+        } else {
+            record
+        };
+        DeadLetter {
+            source,
+            line,
+            record,
+            error,
+            read_at,
+        }
+    }
 }
 
 impl DeadLetters {
@@ -88,7 +116,6 @@ impl DeadLetters {
             }
             self.letters.push_back(letter);
         }
-        self.dropped += dropped;
         dropped
     }
 
@@ -126,6 +153,20 @@ mod tests {
         assert_eq!(dropped, 3);
         assert_eq!(letters.len(), KEPT_DEAD_LETTERS);
         assert_eq!(letters.list()[0].line, 4);
+    }
+
+    #[test]
+    fn long_records_are_cut() {
+        let long = "é".repeat(KEPT_RECORD_BYTES);
+        let letter = DeadLetter::new("f".into(), 1, long.clone(), "bad".into(), 0);
+        assert!(letter.record.len() < KEPT_RECORD_BYTES + 64);
+        assert!(
+            letter
+                .record
+                .ends_with(&format!("(cut: the record has {} bytes)", long.len()))
+        );
+        let short = DeadLetter::new("f".into(), 1, "x,y".into(), "bad".into(), 0);
+        assert_eq!(short.record, "x,y");
     }
 
     #[test]

@@ -93,8 +93,6 @@ impl Engine {
         render_operators(out, &all, now);
         render_sources(out, &all, now);
         render_sinks(out, &all);
-        // Dead letters: once `weir_catalog.dead_letters` exists, its counts
-        // per source go here, gathered the same way as the rows above.
         render_checkpoints(out, self.checkpoints().counts());
     }
 

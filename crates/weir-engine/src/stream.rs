@@ -177,6 +177,14 @@ impl Stream {
         }
     }
 
+    /// How many dead letters are kept.
+    pub fn dead_letter_count(&self) -> usize {
+        self.dead_letters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
     /// The dead letters kept, oldest first; the caller holds the ingestion
     /// lock when they must match the position (a checkpoint).
     pub fn dead_letters(&self) -> Vec<DeadLetter> {

@@ -374,7 +374,7 @@ pub(crate) fn source_rows(db: &Database) -> Vec<SourceRow> {
                 _ => 0,
             },
             dead_letters: match &relation {
-                Relation::Stream(s) => s.dead_letters().len() as u64,
+                Relation::Stream(s) => s.dead_letter_count() as u64,
                 _ => 0,
             },
         });

@@ -188,6 +188,8 @@ pub(crate) async fn run(
                 )?;
             }
             Some(Message::Fail(reason)) => {
+                // Downstream (a view's readers, a client) learns it too.
+                let _ = outputs.send(Message::Fail(reason.clone())).await;
                 return Err(datafusion::error::DataFusionError::Execution(reason));
             }
             Some(Message::Barrier(b)) if b.epoch <= start_epoch => {}

@@ -134,11 +134,12 @@ impl Feed {
     /// [`Message::Fail`] (and the job reading it stops with `reason`), then
     /// its subscription ends.
     pub async fn fail(&self, reason: String) {
-        self.publish(Message::Fail(reason.clone())).await;
         let mut subscribers = self.subscribers.lock().await;
+        for subscriber in subscribers.senders.drain(..) {
+            let _ = subscriber.send(Message::Fail(reason.clone())).await;
+        }
         subscribers.ended = true;
         subscribers.failed = Some(reason);
-        subscribers.senders.clear();
     }
 
     /// Whether the changelog has ended.

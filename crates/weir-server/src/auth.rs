@@ -23,6 +23,21 @@ use pgwire::tokio::tokio_rustls::rustls;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+/// Bytes of a salt, as Postgres makes them: a real user's and a made-up
+/// one look alike.
+const SALT_BYTES: usize = 16;
+
+/// `n` random bytes (from the nonce generator's random source, hashed).
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(n);
+    while bytes.len() < n {
+        let block = gen_salted_password(&random_nonce(), random_nonce().as_bytes(), 1);
+        bytes.extend_from_slice(&block);
+    }
+    bytes.truncate(n);
+    bytes
+}
+
 /// The users who may connect, with their salted passwords.
 pub struct Users {
     /// User name to (salt, salted password).
@@ -47,15 +62,15 @@ impl Users {
         let credentials = pairs
             .into_iter()
             .map(|(name, password)| {
-                let salt = random_nonce().into_bytes();
+                let salt = random_bytes(SALT_BYTES);
                 let salted = gen_salted_password(&password, &salt, SCRAM_ITERATIONS);
                 (name, (salt, salted))
             })
             .collect();
         Users {
             credentials,
-            mock_key: random_nonce().into_bytes(),
-            mock_salted: random_nonce().into_bytes(),
+            mock_key: random_bytes(32),
+            mock_salted: random_bytes(32),
         }
     }
 
@@ -104,7 +119,7 @@ impl AuthSource for Users {
             Some((salt, salted)) => Password::new(Some(salt.clone()), salted.clone()),
             None => {
                 let salt = gen_salted_password(user, &self.mock_key, 1);
-                Password::new(Some(salt[..16].to_vec()), self.mock_salted.clone())
+                Password::new(Some(salt[..SALT_BYTES].to_vec()), self.mock_salted.clone())
             }
         })
     }
@@ -182,7 +197,9 @@ mod tests {
         let first = users.get_password(&login("mallory")).await.expect("mock");
         let again = users.get_password(&login("mallory")).await.expect("mock");
         assert_eq!(first.salt(), again.salt());
-        assert_eq!(first.salt().map(<[u8]>::len), Some(16));
+        // A made-up salt looks like a real one: same length.
+        assert_eq!(first.salt().map(<[u8]>::len), Some(salt.len()));
+        assert_eq!(first.password().len(), alice.password().len());
         let mock_salt = first.salt().expect("a salt");
         assert_ne!(
             first.password(),

@@ -204,6 +204,24 @@ impl Startup {
                     ),
                 )));
             }
+            // The client's channel-binding flag must agree with the
+            // mechanism, and a client that could bind (`y`) must not be
+            // talked out of it when the server offered binding: someone on
+            // the way may have removed SCRAM-SHA-256-PLUS from the offer.
+            let plus = initial.auth_method == SCRAM_SHA_256_PLUS_METHOD;
+            let flag = initial.data.as_deref().and_then(|d| d.first().copied());
+            let consistent = match flag {
+                Some(b'p') => plus,
+                Some(b'n') => !plus,
+                Some(b'y') => !plus && !offers_plus(client, scram),
+                _ => false,
+            };
+            if !consistent {
+                return Err(fatal_error(WeirError::new(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "SCRAM channel binding negotiation error",
+                )));
+            }
             *state = SASLState::ScramClientFirstReceived;
             PasswordMessageFamily::SASLInitialResponse(initial)
         } else {

@@ -496,6 +496,7 @@ pub(crate) async fn serve<H: PgWireServerHandlers>(
 ) -> io::Result<()> {
     let startup_timeout = tokio::time::sleep(STARTUP_TIMEOUT);
     tokio::pin!(startup_timeout);
+    let offers_tls = tls.is_some();
     let negotiated = tokio::select! {
         () = &mut startup_timeout => return Ok(()),
         negotiated = negotiate_tls(socket, tls) => negotiated?,
@@ -505,6 +506,12 @@ pub(crate) async fn serve<H: PgWireServerHandlers>(
         return Ok(());
     };
     let parts = framed.into_parts();
+    // Bytes that came in plain text behind an SSLRequest that TLS then
+    // answered could have been put there by anyone on the way: refused, as
+    // Postgres does.
+    let unencrypted_after_ssl = offers_tls
+        && matches!(parts.io, pgwire::tokio::server::MaybeTls::Tls(_))
+        && !parts.read_buf.is_empty();
     let mut checker = Checker::new();
     let already_read = checker.check(&parts.read_buf);
     let mut guarded = FramedParts::new(
@@ -517,6 +524,13 @@ pub(crate) async fn serve<H: PgWireServerHandlers>(
     guarded.read_buf = parts.read_buf;
     guarded.write_buf = parts.write_buf;
     let mut socket = Framed::from_parts(guarded);
+    if unencrypted_after_ssl {
+        return refuse(
+            &mut socket,
+            "received unencrypted data after SSL request".into(),
+        )
+        .await;
+    }
     if let Err(e) = already_read {
         return refuse(&mut socket, e).await;
     }
@@ -548,8 +562,12 @@ pub(crate) async fn serve<H: PgWireServerHandlers>(
             Some(Err(PgWireError::IoError(e))) if e.kind() == io::ErrorKind::InvalidData => {
                 return refuse(&mut socket, e.to_string()).await;
             }
-            // The connection broke, or pgwire refused the message itself.
-            Some(Err(_)) => break,
+            // The connection broke.
+            Some(Err(PgWireError::IoError(_))) => break,
+            // pgwire refused the message itself (too large, unknown type).
+            Some(Err(e)) => {
+                return end_with(&mut socket, ErrorInfo::from(e)).await;
+            }
         };
         if matches!(message, PgWireFrontendMessage::Terminate(_)) {
             break;
@@ -571,7 +589,19 @@ pub(crate) async fn serve<H: PgWireServerHandlers>(
         {
             use pgwire::api::ErrorHandler;
             errors.on_error(&socket, &mut e);
-            process_error(&mut socket, e, is_extended_query).await?;
+            let info = ErrorInfo::from(e);
+            if info.is_fatal() {
+                // A wrong password, too many connections, an unknown
+                // database: the connection ends here, the client's side
+                // too (it does not keep its slot).
+                return end_with(&mut socket, info).await;
+            }
+            process_error(
+                &mut socket,
+                PgWireError::UserError(Box::new(info)),
+                is_extended_query,
+            )
+            .await?;
         }
     }
     Ok(())
@@ -585,8 +615,29 @@ async fn refuse<S, ST>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
 {
-    let error = ErrorInfo::new("FATAL".into(), "08P01".into(), reason);
-    let _ = process_error(socket, PgWireError::UserError(Box::new(error)), false).await;
+    end_with(
+        socket,
+        ErrorInfo::new("FATAL".into(), "08P01".into(), reason),
+    )
+    .await
+}
+
+/// Sends a fatal error and ends the connection (as Postgres does, with no
+/// `ReadyForQuery` after it).
+async fn end_with<S, ST>(
+    socket: &mut Framed<S, pgwire::tokio::server::PgWireMessageServerCodec<ST>>,
+    error: ErrorInfo,
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
+{
+    use futures::SinkExt;
+    let _ = socket
+        .send(pgwire::messages::PgWireBackendMessage::ErrorResponse(
+            error.into(),
+        ))
+        .await;
+    let _ = socket.close().await;
     Ok(())
 }
 

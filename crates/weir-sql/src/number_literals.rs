@@ -30,6 +30,10 @@ pub fn exponent_literals(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
             continue;
         }
         let span = token.span;
+        if !is_plain_number(text) {
+            out.push(token);
+            continue;
+        }
         match plain_digits(text) {
             Some(digits) => out.push(TokenWithSpan::new(Token::Number(digits, *long), span)),
             None => {
@@ -52,6 +56,23 @@ pub fn exponent_literals(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     out
 }
 
+/// Digits, maybe a point, `e`, maybe a sign, digits: nothing else (no
+/// underscores, no hexadecimal), which is left as written.
+fn is_plain_number(text: &str) -> bool {
+    let Some((mantissa, exponent)) = text.split_once(['e', 'E']) else {
+        return false;
+    };
+    let exponent = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    int_part.len() + frac_part.len() > 0
+        && !exponent.is_empty()
+        && int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .chain(exponent.bytes())
+            .all(|b| b.is_ascii_digit())
+}
+
 fn has_exponent(token: &Token) -> bool {
     matches!(token, Token::Number(text, _) if text.contains(['e', 'E']))
 }
@@ -72,7 +93,7 @@ fn plain_digits(text: &str) -> Option<String> {
     }
     let digits = format!("{int_part}{frac_part}");
     // Where the point goes in `digits`, after the exponent moved it.
-    let point = int_part.len() as i64 + exponent;
+    let point = (int_part.len() as i64).checked_add(exponent)?;
     if point.unsigned_abs() > (MAX_DIGITS * 2) as u64 {
         return None;
     }
@@ -130,5 +151,8 @@ mod tests {
         assert_eq!(plain_digits("1e38"), None);
         assert_eq!(plain_digits("1e37").map(|d| d.len()), Some(38));
         assert_eq!(plain_digits("1e99999999999999999999"), None);
+        assert_eq!(plain_digits("1e9223372036854775807"), None);
+        assert!(is_plain_number("1.5E-3") && is_plain_number("2e+2"));
+        assert!(!is_plain_number("1_000e3") && !is_plain_number("1e") && !is_plain_number("e5"));
     }
 }

@@ -72,8 +72,8 @@ enum Command {
         /// Address of the Prometheus metrics endpoint
         /// (`http://ADDR/metrics`); `off` for none. Default: 127.0.0.1:9348
         /// (if that port is taken, the server runs without metrics and says
-        /// so). Beyond loopback, the same rule as `--listen`: passwords
-        /// configured, or `--insecure`.
+        /// so). The endpoint asks for no password: beyond loopback only
+        /// with `--insecure`.
         #[arg(long, env = "WEIR_METRICS_LISTEN", value_parser = parse_metrics_listen)]
         metrics_listen: Option<MetricsListen>,
         /// Listen on an address other clients can reach without any user
@@ -148,19 +148,21 @@ impl Access {
         };
         Ok(Access { users, tls })
     }
+}
 
-    /// Whether the metrics may be served on `addr`: as for `--listen`,
-    /// beyond loopback only with passwords configured or `insecure`.
-    fn allows_metrics_on(&self, addr: SocketAddr, insecure: bool) -> Result<(), String> {
-        if self.users.is_none() && !addr.ip().to_canonical().is_loopback() && !insecure {
-            return Err(format!(
-                "refusing to serve metrics on {addr} without passwords. Serve them on a \
-                 loopback address (127.0.0.1), set a password (--password or WEIR_PASSWORD, \
-                 --users-file), or pass --insecure if the network is trusted"
-            ));
-        }
-        Ok(())
+/// Whether the metrics may be served on `addr`: the endpoint asks for no
+/// password (Prometheus scrapes it as is) and names the databases,
+/// relations and jobs, so beyond loopback only with `insecure`.
+fn allows_metrics_on(addr: SocketAddr, insecure: bool) -> Result<(), String> {
+    if !addr.ip().to_canonical().is_loopback() && !insecure {
+        return Err(format!(
+            "refusing to serve metrics on {addr}: the endpoint asks for no password and \
+             names databases, relations and jobs. Serve them on a loopback address \
+             (127.0.0.1) behind a proxy that authenticates, or pass --insecure if the \
+             network is trusted"
+        ));
     }
+    Ok(())
 }
 
 /// `--query-memory-limit`: bytes, or a share of the machine's memory.
@@ -309,7 +311,7 @@ fn main() -> ExitCode {
             let metrics_listen = metrics_listen
                 .unwrap_or_else(|| MetricsListen(DEFAULT_METRICS_LISTEN.parse().ok()));
             if let Some(addr) = metrics_listen.0
-                && let Err(e) = access.allows_metrics_on(addr, insecure)
+                && let Err(e) = allows_metrics_on(addr, insecure)
             {
                 tracing::error!("cannot start: {e}");
                 return ExitCode::FAILURE;

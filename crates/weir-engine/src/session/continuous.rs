@@ -243,7 +243,11 @@ impl Delivery {
                 Message::Watermark(_) => continue,
                 Message::Fail(reason) => {
                     self.remaining = Some(0);
-                    return Some(Err(datafusion::error::DataFusionError::Execution(reason)));
+                    let error = crate::error::WeirError::new(
+                        crate::error::sqlstate::DATA_EXCEPTION,
+                        reason,
+                    );
+                    return Some(Err(crate::error::into_datafusion(error)));
                 }
             };
             if chunk.is_empty() || self.skip_until.is_some() {

@@ -494,9 +494,8 @@ impl Session {
                 _ => None,
             })
             .collect();
-        // In OID order, as jobs starting take them (no deadlock), each once.
+        // In OID order, as jobs starting take them (no deadlock).
         tables.sort_by_key(|t| t.def.oid);
-        tables.dedup_by_key(|t| t.def.oid);
         let mut writers = Vec::with_capacity(tables.len());
         for table in &tables {
             writers.push(table.data.writer().await);

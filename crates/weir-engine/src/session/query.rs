@@ -3,8 +3,9 @@
 //!
 //! Each query's operators draw on a memory pool of its own, of the server's
 //! per-query limit (`--query-memory-limit`): a query too large for it spills
-//! (sorts, aggregations) or fails with 53200, instead of taking the memory
-//! every other session needs.
+//! (sorts, aggregations) or fails with 53200, instead of growing until the
+//! process is killed. The bound is per query: many large queries at once
+//! can together use more than it.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
