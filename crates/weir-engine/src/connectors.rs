@@ -202,19 +202,8 @@ pub(crate) fn start_at(
                 return;
             };
             let (dead_letters, failure) = on_rejects(&stream, on_error, rejects);
-            let Some(batch) = batch else {
-                stream
-                    .set_position(connector.position(), dead_letters)
-                    .await;
-                if let Some(reason) = failure {
-                    stream.fail(reason).await;
-                    return;
-                }
-                tracing::info!(stream = %stream.def.name, "the source reached its end");
-                stream.end(connector.position()).await;
-                return;
-            };
-            if batch.num_rows() > 0 {
+            let ended = batch.is_none();
+            if let Some(batch) = batch.filter(|b| b.num_rows() > 0) {
                 let batch = match conform(&batch, &columns, &target) {
                     Ok(batch) => batch,
                     Err(e) => {
@@ -231,13 +220,19 @@ pub(crate) fn start_at(
                     return;
                 }
             } else {
-                // Records set aside, or nothing new: the position may still move.
+                // Records set aside, nothing new, or the end: the position
+                // may still move.
                 stream
                     .set_position(connector.position(), dead_letters)
                     .await;
             }
             if let Some(reason) = failure {
                 stream.fail(reason).await;
+                return;
+            }
+            if ended {
+                tracing::info!(stream = %stream.def.name, "the source reached its end");
+                stream.end(connector.position()).await;
                 return;
             }
             drop((stream, db));
