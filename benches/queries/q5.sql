@@ -20,3 +20,17 @@ JOIN (
 ) AS MaxBids
 ON AuctionBids.starttime = MaxBids.starttime AND AuctionBids.endtime = MaxBids.endtime
    AND AuctionBids.num >= MaxBids.maxn
+-- batch:
+WITH hops AS (
+  SELECT b.auction,
+         date_bin(INTERVAL '2 seconds', b.date_time, TIMESTAMP '1970-01-01') - o.back AS starttime
+  FROM bid AS b
+  CROSS JOIN (VALUES (INTERVAL '0 seconds'), (INTERVAL '2 seconds'), (INTERVAL '4 seconds'),
+                     (INTERVAL '6 seconds'), (INTERVAL '8 seconds')) AS o(back)
+), counts AS (
+  SELECT auction, starttime, count(*) AS num FROM hops GROUP BY auction, starttime
+)
+SELECT c.auction, c.num
+FROM counts AS c
+JOIN (SELECT starttime, max(num) AS maxn FROM counts GROUP BY starttime) AS m
+ON c.starttime = m.starttime AND c.num >= m.maxn

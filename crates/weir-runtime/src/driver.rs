@@ -6,7 +6,11 @@
 //!   sees exactly the messages sent before the barrier on every input.
 //! - A watermark for a column is handed to the operator as the minimum over
 //!   the inputs, once every input has sent one, and only when it advances.
-//! - When every input has ended, the outputs are closed.
+//! - A watermark is combined on the column the operator maps it to
+//!   ([`Operator::watermark_column`]): the same column, but for a join,
+//!   whose two sides' event-time keys are one.
+//! - When every input has ended, the operator [finishes](Operator::finish)
+//!   and the outputs are closed.
 //!
 //! The channels of all inputs are treated alike: a node after a parallel one
 //! reads one channel per upstream subtask, and aligns barriers and combines
@@ -135,6 +139,17 @@ pub(crate) async fn run(
     let mut out = Vec::new();
     loop {
         if ended.iter().all(|e| *e) {
+            operator.finish(&mut out)?;
+            for message in out.drain(..) {
+                if let Message::Chunk(chunk) = &message {
+                    metrics
+                        .rows_out
+                        .fetch_add(chunk.num_rows() as u64, Ordering::Relaxed);
+                }
+                if !outputs.send(message).await? {
+                    return Ok(());
+                }
+            }
             outputs.end().await;
             return Ok(());
         }
@@ -177,15 +192,19 @@ pub(crate) async fn run(
                 operator.process_chunk(inputs[input].input, chunk, &mut out)?;
             }
             Some(Message::Watermark(watermark)) => {
-                input_watermarks[input].insert(watermark.column, watermark.value);
-                advance_watermark(
-                    &mut *operator,
-                    &input_watermarks,
-                    &ended,
-                    &mut emitted,
-                    watermark.column,
-                    &mut out,
-                )?;
+                if let Some(column) =
+                    operator.watermark_column(inputs[input].input, watermark.column)
+                {
+                    input_watermarks[input].insert(column, watermark.value);
+                    advance_watermark(
+                        &mut *operator,
+                        &input_watermarks,
+                        &ended,
+                        &mut emitted,
+                        column,
+                        &mut out,
+                    )?;
+                }
             }
             Some(Message::Fail(reason)) => {
                 // Downstream (a view's readers, a client) learns it too.

@@ -41,9 +41,10 @@ pub enum Input {
 struct NodeSpec {
     /// One operator per subtask.
     subtasks: Vec<Box<dyn Operator>>,
-    /// With several subtasks: the key (over the node's input rows) that
-    /// chooses each row's subtask.
-    keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// With several subtasks: per input, the key (over that input's rows)
+    /// that chooses each row's subtask (a join hashes each side by its own
+    /// join key).
+    keys: Vec<Vec<Arc<dyn PhysicalExpr>>>,
     inputs: Vec<Input>,
 }
 
@@ -125,11 +126,12 @@ impl JobGraph {
     }
 
     /// Adds a node run as one subtask per operator of `subtasks`, each
-    /// receiving the rows whose `keys` hash to it; returns its id.
+    /// receiving the rows whose key hashes to it (`keys[i]` for the rows
+    /// of input `i`); returns its id.
     pub fn add_parallel(
         &mut self,
         subtasks: Vec<Box<dyn Operator>>,
-        keys: Vec<Arc<dyn PhysicalExpr>>,
+        keys: Vec<Vec<Arc<dyn PhysicalExpr>>>,
         inputs: Vec<Input>,
     ) -> usize {
         self.nodes.push(NodeSpec {
@@ -201,6 +203,7 @@ impl JobGraph {
             let subtasks = parallelism[id];
             // One exchange per upstream subtask, with a channel to each of
             // this node's subtasks.
+            let keys = node.keys;
             let connect = |channels: &mut Vec<Vec<InputChannel>>, input: usize| {
                 let mut senders = Vec::with_capacity(subtasks);
                 for channel in channels.iter_mut() {
@@ -211,7 +214,7 @@ impl JobGraph {
                 if subtasks == 1 {
                     Exchange::forward(senders.remove(0))
                 } else {
-                    Exchange::hash(senders, node.keys.clone())
+                    Exchange::hash(senders, keys.get(input).cloned().unwrap_or_default())
                 }
             };
             for (input, source) in node.inputs.into_iter().enumerate() {

@@ -36,6 +36,22 @@ pub trait Operator: Send + 'static {
         Ok(())
     }
 
+    /// Where a watermark of `column` arriving on input `input` goes: the
+    /// column it is combined on (the minimum over every input that sends
+    /// one there), or `None` to drop it. By default the same column, as for
+    /// inputs of one schema (a union); a join maps each side's event-time
+    /// key to one column.
+    fn watermark_column(&self, _input: usize, column: usize) -> Option<usize> {
+        Some(column)
+    }
+
+    /// Every input has ended: event time is complete, as if the watermarks
+    /// had passed every row. Operators that hold rows back until a
+    /// watermark passes them emit them now.
+    fn finish(&mut self, _out: &mut Vec<Message>) -> Result<()> {
+        Ok(())
+    }
+
     /// Handles a barrier, received on every input. The driver forwards the
     /// barrier after what the operator produced.
     fn process_barrier(&mut self, _barrier: Barrier, _out: &mut Vec<Message>) -> Result<()> {

@@ -7,7 +7,8 @@
 //! with a batch query over a plain table holding the same rows, in which
 //! windows are spelled with ordinary SQL (`date_bin`, a join for hopping
 //! windows, `lag` and running sums for sessions), so that the window kernels
-//! are checked too. Every case runs over
+//! are checked too. Window joins (Nexmark q5, q7 and q8 in small) are
+//! compared over the windows closed. Every case runs over
 //! several random inputs. Updating aggregates are checked the same way over
 //! a table that receives random inserts, updates and deletes.
 
@@ -182,6 +183,51 @@ fn cases() -> Vec<Case> {
             batch: "SELECT window_start, window_end, count(*), min(v) \
                     FROM SESSION_BATCH(,3 seconds) GROUP BY window_start, window_end",
             eowc: None,
+        },
+        Case {
+            name: "window join of an aggregate with its maximum per window (Nexmark q5)",
+            streaming: "SELECT a.k, a.window_start, a.window_end, a.n FROM \
+                        (SELECT k, window_start, window_end, count(*) AS n FROM tumble(s, ts, INTERVAL '10' SECOND) \
+                         GROUP BY k, window_start, window_end) AS a \
+                        JOIN (SELECT window_start, max(n) AS top FROM \
+                              (SELECT k, window_start, count(*) AS n FROM tumble(s, ts, INTERVAL '10' SECOND) \
+                               GROUP BY k, window_start) AS c GROUP BY window_start) AS m \
+                        ON a.window_start = m.window_start AND a.n >= m.top",
+            batch: "SELECT a.k, a.window_start, a.window_end, a.n FROM \
+                    (SELECT k, window_start, window_end, count(*) AS n FROM TUMBLE_BATCH AS w \
+                     GROUP BY k, window_start, window_end) AS a \
+                    JOIN (SELECT window_start, max(n) AS top FROM \
+                          (SELECT k, window_start, count(*) AS n FROM TUMBLE_BATCH AS w GROUP BY k, window_start) AS c \
+                          GROUP BY window_start) AS m \
+                    ON a.window_start = m.window_start AND a.n >= m.top",
+            eowc: Some("<="),
+        },
+        Case {
+            name: "window join of rows with their window's maximum (Nexmark q7)",
+            streaming: "SELECT b.k, b.v, b.ts, b.window_end FROM tumble(s, ts, INTERVAL '10' SECOND) AS b \
+                        JOIN (SELECT window_start, max(v) AS top FROM tumble(s, ts, INTERVAL '10' SECOND) \
+                              GROUP BY window_start) AS m \
+                        ON b.window_start = m.window_start AND b.v = m.top",
+            batch: "SELECT b.k, b.v, b.ts, b.window_end FROM TUMBLE_BATCH AS b \
+                    JOIN (SELECT window_start, max(v) AS top FROM TUMBLE_BATCH AS w GROUP BY window_start) AS m \
+                    ON b.window_start = m.window_start AND b.v = m.top",
+            eowc: Some("<="),
+        },
+        Case {
+            name: "left window join on a key and the window (Nexmark q8)",
+            streaming: "SELECT x.k, x.window_start, x.window_end, x.n, y.total FROM \
+                        (SELECT k, window_start, window_end, count(*) AS n FROM tumble(s, ts, INTERVAL '10' SECOND) \
+                         GROUP BY k, window_start, window_end) AS x \
+                        LEFT JOIN (SELECT k, window_end, sum(v) AS total FROM tumble(s, ts, INTERVAL '10' SECOND) \
+                                   WHERE v > 20 GROUP BY k, window_end) AS y \
+                        ON x.k = y.k AND x.window_end = y.window_end",
+            batch: "SELECT x.k, x.window_start, x.window_end, x.n, y.total FROM \
+                    (SELECT k, window_start, window_end, count(*) AS n FROM TUMBLE_BATCH AS w \
+                     GROUP BY k, window_start, window_end) AS x \
+                    LEFT JOIN (SELECT k, window_end, sum(v) AS total FROM TUMBLE_BATCH AS w \
+                               WHERE v > 20 GROUP BY k, window_end) AS y \
+                    ON x.k = y.k AND x.window_end = y.window_end",
+            eowc: Some("<="),
         },
         Case {
             name: "projection without aggregation",

@@ -69,6 +69,62 @@ async fn nexmark_source_feeds_a_windowed_view() {
     );
 }
 
+/// When a bounded source ends, windows still open are final: a view with
+/// EMIT ON WINDOW CLOSE shows them, and a window join (Nexmark q7: the bids
+/// at each window's highest price) joins them. Both equal the same SQL run
+/// once over the bids seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_of_a_bounded_source_closes_its_windows() {
+    let server = TestServer::start().await;
+    let client = server.connect("weir").await;
+    let top_bids = "SELECT b.window_start, b.auction, b.price \
+         FROM tumble(bids_seen, date_time, INTERVAL '1' SECOND) AS b \
+         JOIN (SELECT window_start, max(price) AS top \
+               FROM tumble(bids_seen, date_time, INTERVAL '1' SECOND) GROUP BY window_start) AS m \
+         ON b.window_start = m.window_start AND b.price = m.top";
+    let per_second = "SELECT window_start, count(*) AS bids \
+         FROM tumble(bids_seen, date_time, INTERVAL '1' SECOND) GROUP BY window_start";
+    client
+        .batch_execute(&format!(
+            "CREATE SOURCE bid (auction bigint, bidder bigint, price bigint, date_time timestamp, \
+               WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND) \
+             WITH (connector = 'nexmark', nexmark.table = 'bid', nexmark.max_events = '5000', \
+                   nexmark.throughput = '20000', nexmark.event_rate = '1000'); \
+             CREATE MATERIALIZED VIEW bids_seen AS SELECT auction, price, date_time FROM bid; \
+             CREATE MATERIALIZED VIEW closed AS {per_second} EMIT ON WINDOW CLOSE; \
+             CREATE MATERIALIZED VIEW top_bids AS {top_bids}"
+        ))
+        .await
+        .expect("create the source and the views");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let running = number(
+            &client,
+            "SELECT count(*) FROM weir_catalog.jobs WHERE status <> 'finished'",
+        )
+        .await;
+        if running == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the jobs did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        number(&client, "SELECT count(*) FROM bids_seen").await,
+        4600
+    );
+    // The watermark trails by 4 s: most of the 5 windows closed only at the end.
+    let closed = support::sorted_rows(&client, "SELECT * FROM closed").await;
+    assert_eq!(closed.len(), 5, "{closed:?}");
+    assert_eq!(closed, support::sorted_rows(&client, per_second).await);
+    let joined = support::sorted_rows(&client, "SELECT * FROM top_bids").await;
+    assert!(
+        joined.len() >= 5,
+        "a top bid per window at least: {joined:?}"
+    );
+    assert_eq!(joined, support::sorted_rows(&client, top_bids).await);
+}
+
 /// A datagen sequence reaches the view whole: from the first row the view
 /// saw, every later id once, up to the end of the sequence.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,8 @@
 //! planner walks that plan and builds the operator graph that keeps its
 //! result up to date: scans become subscriptions to the changelogs of tables,
 //! streams and materialized views; projections, filters, window table
-//! functions, aggregations and unions become operators.
+//! functions, aggregations, unions and window joins (joins on an equality
+//! of event-time columns) become operators.
 //!
 //! Along the way it tracks, for every column, whether it carries a watermark
 //! (the event time of a source, a window bound, a monotone function of
@@ -13,8 +14,9 @@
 //! watermark passes them. Rows of a session window carry their own window
 //! until the aggregation above them, which merges windows into sessions.
 //!
-//! Keyed aggregations run as `parallelism` subtasks behind a hash shuffle on
-//! their group key (on the partition key for sessions); every other operator
+//! Keyed aggregations and joins run as `parallelism` subtasks behind a hash
+//! shuffle on their group key (on the partition key for sessions, on each
+//! side's join key for joins); every other operator
 //! runs as one task, and a parallel node last in the job is followed by a
 //! merge into the view.
 
@@ -23,9 +25,10 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::DFSchema;
+use datafusion::common::NullEquality;
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::context::SessionContext;
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::logical_expr::{Expr, Join, JoinType, LogicalPlan};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::utils::collect_columns;
@@ -36,8 +39,8 @@ use tokio::sync::mpsc;
 use weir_runtime::feed::CHANNEL_CAPACITY;
 use weir_runtime::operators::project::watermark_input;
 use weir_runtime::operators::{
-    Aggregate, AggregateCall, AssignWindows, Filter, Merge, Project, SessionAggregate,
-    SessionBound, Union, WindowClose, WindowKind,
+    Aggregate, AggregateCall, AssignWindows, Filter, JoinKind, JoinSide, Merge, Project,
+    SessionAggregate, SessionBound, Union, WindowClose, WindowJoin, WindowKind,
 };
 use weir_runtime::{Chunk, Input, JobGraph, Message, Operator, Outputs};
 use weir_state::{TableWriter, Wal};
@@ -56,8 +59,9 @@ enum Source {
 /// A node of the plan: one operator per subtask.
 struct Node {
     subtasks: Vec<Box<dyn Operator>>,
-    /// With several subtasks: the key that spreads the input rows over them.
-    keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// With several subtasks: per input, the key that spreads its rows
+    /// over them.
+    keys: Vec<Vec<Arc<dyn PhysicalExpr>>>,
     inputs: Vec<Source>,
 }
 
@@ -71,6 +75,10 @@ struct Lowered {
     append_only: bool,
     /// Rows of a session window not aggregated yet.
     session: Option<SessionColumns>,
+    /// The column of the window whose closing makes rows final: its
+    /// watermark passes a value only once every change of the rows with
+    /// that value went by (a windowed aggregation's window key).
+    closes_on: Option<usize>,
 }
 
 /// Where the window bounds of a session window are, before the aggregation
@@ -218,14 +226,19 @@ impl Planner<'_> {
     }
 
     /// Adds a keyed operator: `parallelism` subtasks made by `make`, each
-    /// owning the rows whose `keys` hash to it. Without keys, one subtask.
+    /// owning the rows whose key hashes to it (`keys[i]` for the rows of
+    /// input `i`). Without keys, one subtask.
     fn add_keyed(
         &mut self,
         make: impl Fn() -> Result<Box<dyn Operator>>,
-        keys: Vec<Arc<dyn PhysicalExpr>>,
+        keys: Vec<Vec<Arc<dyn PhysicalExpr>>>,
         inputs: Vec<Source>,
     ) -> Result<Source> {
-        let count = if keys.is_empty() { 1 } else { self.parallelism };
+        let count = if keys.iter().any(Vec::is_empty) {
+            1
+        } else {
+            self.parallelism
+        };
         let subtasks = (0..count).map(|_| make()).collect::<Result<Vec<_>>>()?;
         let keys = if count > 1 { keys } else { Vec::new() };
         self.nodes.push(Node {
@@ -288,6 +301,7 @@ impl Planner<'_> {
                         watermarks,
                         append_only: source.append_only,
                         session,
+                        closes_on: None,
                     }
                 } else {
                     let name = scan.table_name.table();
@@ -425,7 +439,7 @@ impl Planner<'_> {
                             retracting,
                         )?) as Box<dyn Operator>)
                     },
-                    keys,
+                    vec![keys],
                     vec![input.source],
                 )?;
                 Ok(Lowered {
@@ -434,6 +448,7 @@ impl Planner<'_> {
                     watermarks,
                     append_only: window.is_some_and(|w| w.emit_on_close),
                     session: None,
+                    closes_on: window.map(|w| w.key),
                 })
             }
             LogicalPlan::Union(union) => {
@@ -465,9 +480,10 @@ impl Planner<'_> {
                     watermarks,
                     append_only,
                     session: None,
+                    closes_on: None,
                 })
             }
-            LogicalPlan::Join(_) => Err(unsupported("a join")),
+            LogicalPlan::Join(join) => self.join(join),
             LogicalPlan::Sort(_) => Err(unsupported("ORDER BY")),
             LogicalPlan::Limit(_) => Err(unsupported("LIMIT")),
             LogicalPlan::Window(_) => Err(unsupported("a window function (OVER)")),
@@ -508,6 +524,7 @@ impl Planner<'_> {
             watermarks,
             append_only,
             session: None,
+            closes_on: None,
         })
     }
 
@@ -546,6 +563,13 @@ impl Planner<'_> {
         schema: SchemaRef,
         watermarks: BTreeSet<usize>,
     ) -> Lowered {
+        // A column passed on as it is keeps closing its window.
+        let closes_on = input.closes_on.and_then(|c| {
+            exprs.iter().position(|e| {
+                e.downcast_ref::<Column>()
+                    .is_some_and(|column| column.index() == c)
+            })
+        });
         let node = self.add(
             Box::new(Project::new(exprs, input.schema.clone(), schema.clone())),
             vec![input.source],
@@ -556,6 +580,7 @@ impl Planner<'_> {
             watermarks,
             append_only: input.append_only,
             session: None,
+            closes_on,
         }
     }
 
@@ -666,7 +691,7 @@ impl Planner<'_> {
                     emit_on_window_close,
                 )?) as Box<dyn Operator>)
             },
-            keys,
+            vec![keys],
             vec![input.source],
         )?;
         Ok(Lowered {
@@ -675,7 +700,150 @@ impl Planner<'_> {
             watermarks,
             append_only: self.emit_on_window_close,
             session: None,
+            closes_on: None,
         })
+    }
+
+    /// A join. Weir runs joins whose condition equates event-time columns
+    /// of both sides (`window_start` of windows over streams with
+    /// watermarks): a window join, which joins the rows of each time value
+    /// once the watermark of both sides has passed it. Other joins need
+    /// state without bound and are not supported yet.
+    ///
+    /// The join reads only closed windows, so aggregations below it emit
+    /// their windows once, when they close (as with `EMIT ON WINDOW
+    /// CLOSE`), instead of a change per update, when the window they close
+    /// on is the join's time key; otherwise the join consolidates their
+    /// updates itself.
+    fn join(&mut self, join: &Join) -> Result<Lowered> {
+        let kind = match join.join_type {
+            JoinType::Inner => JoinKind::Inner,
+            JoinType::Left => JoinKind::Left,
+            JoinType::Right => JoinKind::Right,
+            JoinType::Full => JoinKind::Full,
+            // EXISTS, IN (subquery), and inner joins that read one side.
+            JoinType::LeftSemi => JoinKind::LeftSemi,
+            JoinType::RightSemi => JoinKind::RightSemi,
+            JoinType::LeftAnti if !join.null_aware => JoinKind::LeftAnti,
+            JoinType::RightAnti => JoinKind::RightAnti,
+            other => return Err(unsupported(&format!("a {other} join (NOT IN a subquery)"))),
+        };
+        let mark = (self.nodes.len(), self.sources.len());
+        let (left, right) = match self.join_inputs(join, [true, true]) {
+            Ok(sides) => sides,
+            Err(_) => {
+                self.truncate(mark);
+                self.join_inputs(join, [false, false])?
+            }
+        };
+        let keys = |plan: &LogicalPlan, side: usize| {
+            join.on
+                .iter()
+                .map(|pair| {
+                    let expr = if side == 0 { &pair.0 } else { &pair.1 };
+                    self.physical(expr, plan.schema())
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        let (left_keys, right_keys) = (keys(&join.left, 0)?, keys(&join.right, 1)?);
+        let column =
+            |expr: &Arc<dyn PhysicalExpr>| expr.downcast_ref::<Column>().map(Column::index);
+        let Some((left_time, right_time)) = left_keys
+            .iter()
+            .zip(&right_keys)
+            .filter_map(|(l, r)| Some((column(l)?, column(r)?)))
+            .find(|(l, r)| left.watermarks.contains(l) && right.watermarks.contains(r))
+        else {
+            self.truncate(mark);
+            return Err(WeirError::new(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "a join is supported in a streaming query (a materialized view, or a SELECT \
+                 that reads a stream) only when its condition equates event-time columns of \
+                 both sides, such as window_start of windows over streams with watermarks (a window join)",
+            )
+            .with_hint(
+                "Join windows: ... FROM tumble(a, ts, INTERVAL '10' SECOND) AS x JOIN \
+                 tumble(b, ts, INTERVAL '10' SECOND) AS y ON x.window_start = y.window_start AND ...",
+            ));
+        };
+        let closing = [
+            left.closes_on == Some(left_time),
+            right.closes_on == Some(right_time),
+        ];
+        let (left, right) = if closing == [true, true] {
+            (left, right)
+        } else {
+            self.truncate(mark);
+            self.join_inputs(join, closing)?
+        };
+        if left.session.is_some() || right.session.is_some() {
+            return Err(session_not_aggregated());
+        }
+        // The rest of the condition sees the columns of both sides.
+        let pairs = join.left.schema().join(join.right.schema())?;
+        let filter = join
+            .filter
+            .as_ref()
+            .map(|f| self.physical(f, &pairs))
+            .transpose()?;
+        let schema: SchemaRef = Arc::new(join.schema.as_arrow().clone());
+        let sides = [
+            JoinSide {
+                schema: left.schema.clone(),
+                keys: left_keys.clone(),
+                time: left_time,
+            },
+            JoinSide {
+                schema: right.schema.clone(),
+                keys: right_keys.clone(),
+                time: right_time,
+            },
+        ];
+        let nulls_equal = join.null_equality == NullEquality::NullEqualsNull;
+        let node = self.add_keyed(
+            || {
+                Ok(Box::new(WindowJoin::new(
+                    kind,
+                    sides.clone(),
+                    filter.clone(),
+                    nulls_equal,
+                    schema.clone(),
+                )?) as Box<dyn Operator>)
+            },
+            vec![left_keys.clone(), right_keys.clone()],
+            vec![left.source, right.source],
+        )?;
+        self.windowed = true;
+        let times = WindowJoin::output_time_columns(kind, &sides);
+        Ok(Lowered {
+            source: node,
+            schema,
+            watermarks: times.iter().copied().collect(),
+            append_only: true,
+            session: None,
+            closes_on: times.first().copied(),
+        })
+    }
+
+    /// Lowers both sides of a join, each with its windowed aggregations
+    /// emitting on window close when `closing` says so.
+    fn join_inputs(&mut self, join: &Join, closing: [bool; 2]) -> Result<(Lowered, Lowered)> {
+        let mut side = |plan: &LogicalPlan, closing: bool| {
+            let saved = self.emit_on_window_close;
+            self.emit_on_window_close |= closing;
+            let lowered = self.lower(plan);
+            self.emit_on_window_close = saved;
+            lowered
+        };
+        let left = side(&join.left, closing[0])?;
+        let right = side(&join.right, closing[1])?;
+        Ok((left, right))
+    }
+
+    /// Forgets the nodes and sources planned since `mark`.
+    fn truncate(&mut self, mark: (usize, usize)) {
+        self.nodes.truncate(mark.0);
+        self.sources.truncate(mark.1);
     }
 
     fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
@@ -706,8 +874,15 @@ impl StreamPlan {
             }
             line.push_str(&format!(" (parallelism {}", node.subtasks.len()));
             if !node.keys.is_empty() {
-                let keys: Vec<String> = node.keys.iter().map(|k| k.to_string()).collect();
-                line.push_str(&format!(", hash shuffle on [{}]", keys.join(", ")));
+                let keys: Vec<String> = node
+                    .keys
+                    .iter()
+                    .map(|keys| {
+                        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+                        format!("[{}]", keys.join(", "))
+                    })
+                    .collect();
+                line.push_str(&format!(", hash shuffle on {}", keys.join(" / ")));
             }
             line.push_str(&format!(") <- {}", inputs.join(", ")));
             lines.push(line);

@@ -7,6 +7,7 @@ pub mod project;
 pub mod session;
 pub mod union;
 pub mod window;
+pub mod window_join;
 
 pub use aggregate::{Aggregate, AggregateCall, WindowClose};
 pub use filter::Filter;
@@ -15,3 +16,4 @@ pub use project::Project;
 pub use session::{SessionAggregate, SessionBound, sessions};
 pub use union::Union;
 pub use window::{AssignWindows, WindowKind, WindowSpec};
+pub use window_join::{JoinKind, JoinSide, WindowJoin};

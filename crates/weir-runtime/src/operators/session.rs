@@ -22,6 +22,7 @@ use arrow::compute::take;
 use arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit};
 use arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::ScalarValue;
+use datafusion::common::hash_utils::RandomState;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
@@ -72,7 +73,7 @@ fn partition_rows(
         Some(converter) => Some(converter.convert_columns(keys)?),
         None => None,
     };
-    let mut slots: HashMap<arrow::row::Row<'_>, usize> = HashMap::new();
+    let mut slots: HashMap<arrow::row::Row<'_>, usize, RandomState> = HashMap::default();
     let mut partitions: PartitionRows = Vec::new();
     for (i, ts) in times.iter().enumerate() {
         let Some(ts) = *ts else { continue };
@@ -177,7 +178,7 @@ pub struct SessionAggregate {
     calls: Vec<AggregateCall>,
     output_schema: SchemaRef,
     converter: Option<RowConverter>,
-    partitions: HashMap<OwnedRow, Partition>,
+    partitions: HashMap<OwnedRow, Partition, RandomState>,
     global_key: OwnedRow,
     emit_on_close: bool,
     state_bytes: usize,
@@ -215,7 +216,7 @@ impl SessionAggregate {
             calls,
             output_schema,
             converter,
-            partitions: HashMap::new(),
+            partitions: HashMap::default(),
             global_key: global_key()?,
             emit_on_close,
             state_bytes: 0,
@@ -342,6 +343,42 @@ impl SessionAggregate {
         self.sessions += 1;
         partition.sessions.insert(merged_start, merged);
         Ok(merged_start)
+    }
+
+    /// Removes the sessions ending before `horizon`, which can no longer
+    /// grow (emitting them with `EMIT ON WINDOW CLOSE`); returns the
+    /// earliest start of a session still open (`horizon` if none is).
+    fn close_sessions(&mut self, horizon: i64, out: &mut Vec<Message>) -> Result<i64> {
+        let mut closed: Vec<(Vec<ScalarValue>, i64, Session)> = Vec::new();
+        let mut earliest_open = horizon;
+        self.partitions.retain(|_, partition| {
+            while let Some(entry) = partition.sessions.first_entry() {
+                if entry.get().end >= horizon {
+                    earliest_open = earliest_open.min(*entry.key());
+                    break;
+                }
+                let (start, session) = entry.remove_entry();
+                closed.push((partition.key.clone(), start, session));
+            }
+            !partition.sessions.is_empty()
+        });
+        for (_, _, session) in &closed {
+            self.sessions -= 1;
+            self.state_bytes = self.state_bytes.saturating_sub(session.bytes);
+        }
+        if self.emit_on_close && !closed.is_empty() {
+            let mut changes = Changes::default();
+            let mut rows = Vec::with_capacity(closed.len());
+            for (key, start, mut session) in closed {
+                rows.push(self.row(&key, start, &mut session)?);
+            }
+            rows.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+            for row in rows {
+                changes.push(Op::Insert, &[], row);
+            }
+            self.flush(changes, out)?;
+        }
+        Ok(earliest_open)
     }
 
     fn flush(&self, changes: Changes, out: &mut Vec<Message>) -> Result<()> {
@@ -502,36 +539,7 @@ impl Operator for SessionAggregate {
             SessionBound::Start => value,
             SessionBound::End => value.saturating_sub(gap),
         };
-        // A session ending before the horizon can no longer grow.
-        let mut closed: Vec<(Vec<ScalarValue>, i64, Session)> = Vec::new();
-        let mut earliest_open = horizon;
-        self.partitions.retain(|_, partition| {
-            while let Some(entry) = partition.sessions.first_entry() {
-                if entry.get().end >= horizon {
-                    earliest_open = earliest_open.min(*entry.key());
-                    break;
-                }
-                let (start, session) = entry.remove_entry();
-                closed.push((partition.key.clone(), start, session));
-            }
-            !partition.sessions.is_empty()
-        });
-        for (_, _, session) in &closed {
-            self.sessions -= 1;
-            self.state_bytes = self.state_bytes.saturating_sub(session.bytes);
-        }
-        if self.emit_on_close && !closed.is_empty() {
-            let mut changes = Changes::default();
-            let mut rows = Vec::with_capacity(closed.len());
-            for (key, start, mut session) in closed {
-                rows.push(self.row(&key, start, &mut session)?);
-            }
-            rows.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-            for row in rows {
-                changes.push(Op::Insert, &[], row);
-            }
-            self.flush(changes, out)?;
-        }
+        let earliest_open = self.close_sessions(horizon, out)?;
         // Rows to come change sessions starting at or after the earliest
         // open one and ending at or after the horizon.
         if let Some(data_type) = self.time_type().cloned() {
@@ -546,6 +554,16 @@ impl Operator for SessionAggregate {
                     value: timestamp(value, &data_type)?,
                 }));
             }
+        }
+        Ok(())
+    }
+
+    /// At the end of the input, open sessions are final too: with `EMIT ON
+    /// WINDOW CLOSE` they are emitted now, as if the watermark had passed
+    /// them.
+    fn finish(&mut self, out: &mut Vec<Message>) -> Result<()> {
+        if self.emit_on_close {
+            self.close_sessions(i64::MAX, out)?;
         }
         Ok(())
     }
