@@ -140,15 +140,8 @@ pub(crate) async fn run(
     loop {
         if ended.iter().all(|e| *e) {
             operator.finish(&mut out)?;
-            for message in out.drain(..) {
-                if let Message::Chunk(chunk) = &message {
-                    metrics
-                        .rows_out
-                        .fetch_add(chunk.num_rows() as u64, Ordering::Relaxed);
-                }
-                if !outputs.send(message).await? {
-                    return Ok(());
-                }
+            if !deliver(&mut out, &mut outputs, &metrics).await? {
+                return Ok(());
             }
             outputs.end().await;
             return Ok(());
@@ -237,28 +230,41 @@ pub(crate) async fn run(
         metrics
             .state_bytes
             .store(operator.state_bytes() as u64, Ordering::Relaxed);
-        for message in out.drain(..) {
-            match &message {
-                Message::Chunk(chunk) => {
-                    metrics
-                        .rows_out
-                        .fetch_add(chunk.num_rows() as u64, Ordering::Relaxed);
-                }
-                Message::Watermark(w) => {
-                    metrics
-                        .watermarks
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(w.column, w.value.clone());
-                }
-                Message::Barrier(_) | Message::Fail(_) => {}
-            }
-            if !outputs.send(message).await? {
-                // Nobody downstream any more: the job is being stopped.
-                return Ok(());
-            }
+        if !deliver(&mut out, &mut outputs, &metrics).await? {
+            // Nobody downstream any more: the job is being stopped.
+            return Ok(());
         }
     }
+}
+
+/// Sends what the operator produced downstream, counting its rows and
+/// noting its watermarks; `false` when nobody is downstream any more.
+async fn deliver(
+    out: &mut Vec<Message>,
+    outputs: &mut Outputs,
+    metrics: &NodeMetrics,
+) -> Result<bool> {
+    for message in out.drain(..) {
+        match &message {
+            Message::Chunk(chunk) => {
+                metrics
+                    .rows_out
+                    .fetch_add(chunk.num_rows() as u64, Ordering::Relaxed);
+            }
+            Message::Watermark(w) => {
+                metrics
+                    .watermarks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(w.column, w.value.clone());
+            }
+            Message::Barrier(_) | Message::Fail(_) => {}
+        }
+        if !outputs.send(message).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Hands the operator the combined watermark of `column` if it advanced.

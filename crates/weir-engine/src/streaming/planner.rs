@@ -26,6 +26,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::DFSchema;
 use datafusion::common::NullEquality;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::{Expr, Join, JoinType, LogicalPlan};
@@ -39,8 +40,8 @@ use tokio::sync::mpsc;
 use weir_runtime::feed::CHANNEL_CAPACITY;
 use weir_runtime::operators::project::watermark_input;
 use weir_runtime::operators::{
-    Aggregate, AggregateCall, AssignWindows, Filter, JoinKind, JoinSide, Merge, Project,
-    SessionAggregate, SessionBound, Union, WindowClose, WindowJoin, WindowKind,
+    AggregateCall, AssignWindows, Filter, JoinKind, JoinSide, Merge, Project, SessionAggregate,
+    SessionBound, Union, WindowClose, WindowJoin, WindowKind, aggregation,
 };
 use weir_runtime::{Chunk, Input, JobGraph, Message, Operator, Outputs};
 use weir_state::{TableWriter, Wal};
@@ -51,6 +52,7 @@ use crate::error::{Result, WeirError, sqlstate};
 use crate::relation::Relation;
 
 /// Where a node reads from.
+#[derive(Clone)]
 enum Source {
     Node(usize),
     Relation(Relation),
@@ -66,6 +68,7 @@ struct Node {
 }
 
 /// What a lowered part of the plan produces.
+#[derive(Clone)]
 struct Lowered {
     source: Source,
     schema: SchemaRef,
@@ -152,6 +155,7 @@ pub fn plan(
         emit_on_window_close,
         windowed: false,
         parallelism: parallelism.max(1),
+        planned: HashMap::new(),
     };
     let root = planner.lower(plan)?;
     if root.session.is_some() {
@@ -204,6 +208,40 @@ struct Planner<'a> {
     windowed: bool,
     /// Subtasks of keyed operators.
     parallelism: usize,
+    /// The parts of the plan lowered to nodes so far (and whether their
+    /// windowed aggregations emit on close), shared by a part that is the
+    /// same.
+    planned: HashMap<PlanKey, Lowered>,
+}
+
+/// What makes two parts of a plan lower to the same nodes: the logical plan,
+/// whether windowed aggregations emit on close, and what each scan reads
+/// (a scan's equality in the logical plan leaves its table provider out,
+/// so `hop(bid, ...)` with other sizes would compare equal).
+type PlanKey = (LogicalPlan, bool, Vec<String>);
+
+/// What each scan in `plan` reads: for a window function, its relation and
+/// windows; for another provider, the provider itself (its address: two
+/// scans share nodes only when they read the same provider).
+fn scanned(plan: &LogicalPlan) -> Result<Vec<String>> {
+    let mut scans = Vec::new();
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let provider = source_as_provider(&scan.source)?;
+            scans.push(match provider.as_ref().downcast_ref::<WindowTable>() {
+                Some(window) => format!(
+                    "{} {} {:?} {:?}",
+                    window.source.kind_name(),
+                    window.source.name(),
+                    window.spec,
+                    window.partition
+                ),
+                None => format!("{:p}", Arc::as_ptr(&provider)),
+            });
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(scans)
 }
 
 fn unsupported(what: &str) -> WeirError {
@@ -249,7 +287,25 @@ impl Planner<'_> {
         Ok(Source::Node(self.nodes.len() - 1))
     }
 
+    /// Lowers `plan`, sharing the nodes of an identical part lowered
+    /// before: a query that spells the same subquery twice (Nexmark q5 counts
+    /// the bids of each auction and window once for the join's left side
+    /// and once for the maximum on its right) computes it once and feeds
+    /// every reader from it.
     fn lower(&mut self, plan: &LogicalPlan) -> Result<Lowered> {
+        let key = (plan.clone(), self.emit_on_window_close, scanned(plan)?);
+        if let Some(lowered) = self.planned.get(&key) {
+            return Ok(lowered.clone());
+        }
+        let lowered = self.lower_new(plan)?;
+        if matches!(lowered.source, Source::Node(_)) {
+            self.planned.insert(key, lowered.clone());
+        }
+        Ok(lowered)
+    }
+
+    /// Lowers `plan` to new nodes.
+    fn lower_new(&mut self, plan: &LogicalPlan) -> Result<Lowered> {
         match plan {
             LogicalPlan::TableScan(scan) => {
                 let provider = source_as_provider(&scan.source)?;
@@ -431,13 +487,13 @@ impl Planner<'_> {
                 let keys = group_exprs.clone();
                 let node = self.add_keyed(
                     || {
-                        Ok(Box::new(Aggregate::new(
+                        Ok(aggregation(
                             group_exprs.clone(),
                             calls.clone(),
                             schema.clone(),
                             window,
                             retracting,
-                        )?) as Box<dyn Operator>)
+                        )?)
                     },
                     vec![keys],
                     vec![input.source],
@@ -844,6 +900,8 @@ impl Planner<'_> {
     fn truncate(&mut self, mark: (usize, usize)) {
         self.nodes.truncate(mark.0);
         self.sources.truncate(mark.1);
+        self.planned
+            .retain(|_, lowered| matches!(lowered.source, Source::Node(id) if id < mark.0));
     }
 
     fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {

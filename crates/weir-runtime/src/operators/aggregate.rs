@@ -398,6 +398,57 @@ impl Aggregate {
     }
 }
 
+/// The aggregation of `calls` grouped by `group_exprs`: columnar per window
+/// ([`WindowAggregate`](super::WindowAggregate)) where it can run, else a
+/// row per group ([`Aggregate`]).
+pub fn aggregation(
+    group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    calls: Vec<AggregateCall>,
+    output_schema: SchemaRef,
+    window: Option<WindowClose>,
+    retracting: bool,
+) -> Result<Box<dyn Operator>> {
+    if let Some(close) = window
+        && super::WindowAggregate::supports(&calls, &output_schema, window, retracting)
+    {
+        return Ok(Box::new(super::WindowAggregate::new(
+            group_exprs,
+            calls,
+            output_schema,
+            close,
+        )?));
+    }
+    Ok(Box::new(Aggregate::new(
+        group_exprs,
+        calls,
+        output_schema,
+        window,
+        retracting,
+    )?))
+}
+
+/// The watermarks an aggregation passes on for `watermark`: group keys that
+/// are the watermark's input column carry it along.
+pub(crate) fn forwarded_watermarks(
+    group_exprs: &[Arc<dyn PhysicalExpr>],
+    watermark: &Watermark,
+) -> Vec<Message> {
+    group_exprs
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| {
+            e.downcast_ref::<datafusion::physical_expr::expressions::Column>()
+                .is_some_and(|c| c.index() == watermark.column)
+        })
+        .map(|(key, _)| {
+            Message::Watermark(Watermark {
+                column: key,
+                value: watermark.value.clone(),
+            })
+        })
+        .collect()
+}
+
 /// The key of the single group of an aggregate without GROUP BY.
 pub(crate) fn global_key() -> Result<OwnedRow> {
     let converter = RowConverter::new(vec![SortField::new(DataType::Boolean)])?;
@@ -602,28 +653,12 @@ impl Operator for Aggregate {
 
     fn process_watermark(&mut self, watermark: Watermark, out: &mut Vec<Message>) -> Result<()> {
         self.start(out)?;
-        // Group keys that are input columns carry the watermark along.
-        let forwarded: Vec<usize> = self
-            .group_exprs
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| {
-                e.downcast_ref::<datafusion::physical_expr::expressions::Column>()
-                    .is_some_and(|c| c.index() == watermark.column)
-            })
-            .map(|(key, _)| key)
-            .collect();
         if let Some(window) = self.window
             && window.input_column == watermark.column
         {
             self.close_windows(Some(watermark.value.clone()), window.emit_on_close, out)?;
         }
-        for key in forwarded {
-            out.push(Message::Watermark(Watermark {
-                column: key,
-                value: watermark.value.clone(),
-            }));
-        }
+        out.extend(forwarded_watermarks(&self.group_exprs, &watermark));
         Ok(())
     }
 
@@ -727,7 +762,7 @@ impl Operator for Aggregate {
 
 /// A scalar ordered for a BTreeMap (values of one column compare totally).
 #[derive(Debug, Clone, PartialEq)]
-struct Ordered(ScalarValue);
+pub(crate) struct Ordered(pub(crate) ScalarValue);
 
 impl Eq for Ordered {}
 
