@@ -15,6 +15,8 @@
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::thread;
+use std::time::{Duration, Instant};
 
 const SQLLOGICTEST_VERSION: &str = "0.29.1";
 const MOTO_VERSION: &str = "5.2.1";
@@ -62,10 +64,28 @@ fn test(args: &[String]) -> Result<(), String> {
             "warnings",
         ]))?;
     }
-    run(Command::new(&cargo)
-        .args(["test", "--workspace"])
-        .env("WEIR_MOTO_SERVER", moto_server)
-        .args(passthrough))
+    run_with_deadline(
+        Command::new(&cargo)
+            .args(["test", "--workspace"])
+            .env("WEIR_MOTO_SERVER", moto_server)
+            .args(passthrough),
+        test_deadline()?,
+    )
+}
+
+/// How long `cargo test` (build and run) may take before it is stopped as
+/// hung: `WEIR_TEST_TIMEOUT` seconds, 40 minutes by default. A test that
+/// hangs then fails the run with its name in the log (cargo prints the
+/// tests running for over 60 seconds) instead of holding CI until its own
+/// limit.
+fn test_deadline() -> Result<Duration, String> {
+    match env::var("WEIR_TEST_TIMEOUT") {
+        Ok(secs) => secs
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|e| format!("WEIR_TEST_TIMEOUT={secs:?}: {e}")),
+        Err(_) => Ok(Duration::from_secs(40 * 60)),
+    }
 }
 
 /// `script` (util-linux), which runs psql on a pseudo-terminal for the
@@ -151,8 +171,16 @@ fn ensure_sqllogictest() -> Result<(), String> {
     }
     eprintln!("xtask: installing sqllogictest-bin {SQLLOGICTEST_VERSION} with cargo install");
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // A debug build: it compiles in half the time of a release one, and
+    // the tests give it a few small files.
     run(Command::new(cargo)
-        .args(["install", "--locked", "sqllogictest-bin", "--version"])
+        .args([
+            "install",
+            "--locked",
+            "--debug",
+            "sqllogictest-bin",
+            "--version",
+        ])
         .arg(SQLLOGICTEST_VERSION))?;
     if find_program("sqllogictest").is_none() {
         return Err("sqllogictest was installed but is not on PATH (add ~/.cargo/bin)".into());
@@ -202,6 +230,75 @@ fn postgres_server_dir() -> Option<PathBuf> {
         .collect();
     dirs.sort();
     dirs.pop()
+}
+
+/// Runs `command` and, if it has not finished within `deadline`, kills it
+/// and every process under it (the test binaries, the servers they
+/// started).
+fn run_with_deadline(command: &mut Command, deadline: Duration) -> Result<(), String> {
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(format!("{command:?} failed with {status}")),
+            Ok(None) if start.elapsed() < deadline => thread::sleep(Duration::from_secs(1)),
+            Ok(None) => {
+                for pid in descendants(child.id()) {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status();
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{command:?} was still running after {} s and was stopped: \
+                     a test hangs (see the tests running for over 60 seconds above), \
+                     or raise WEIR_TEST_TIMEOUT",
+                    deadline.as_secs()
+                ));
+            }
+            Err(e) => return Err(format!("cannot wait for {command:?}: {e}")),
+        }
+    }
+}
+
+/// The processes under `root` (children, their children, ...), read from
+/// `/proc`.
+fn descendants(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    found.split_off(1)
 }
 
 fn run(command: &mut Command) -> Result<(), String> {

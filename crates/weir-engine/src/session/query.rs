@@ -5,7 +5,10 @@
 //! per-query limit (`--query-memory-limit`): a query too large for it spills
 //! (sorts, aggregations) or fails with 53200, instead of growing until the
 //! process is killed. The bound is per query: many large queries at once
-//! can together use more than it.
+//! can together use more than it. The pool shares the limit fairly between
+//! the operators that can spill (one per partition of an aggregation, say):
+//! first come, first served would let one partition take it all and the
+//! next fail with 53200 instead of spilling.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::dataframe::DataFrame;
-use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool, TrackConsumersPool};
+use datafusion::execution::memory_pool::{FairSpillPool, MemoryPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
@@ -37,7 +40,7 @@ impl Session {
         };
         let (state, plan) = frame.into_parts();
         let pool: Arc<dyn MemoryPool> = Arc::new(TrackConsumersPool::new(
-            GreedyMemoryPool::new(limit),
+            FairSpillPool::new(limit),
             CONSUMERS_NAMED,
         ));
         let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())

@@ -159,7 +159,10 @@ pub async fn sorted_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Stri
     let messages = client
         .simple_query(sql)
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        .unwrap_or_else(|e| match e.as_db_error() {
+            Some(db) => panic!("{sql}: {db}"),
+            None => panic!("{sql}: {e}"),
+        });
     let mut rows: Vec<String> = messages
         .iter()
         .filter_map(|m| match m {
