@@ -246,9 +246,11 @@ fn run_with_deadline(command: &mut Command, deadline: Duration) -> Result<(), St
             Ok(Some(status)) => return Err(format!("{command:?} failed with {status}")),
             Ok(None) if start.elapsed() < deadline => thread::sleep(Duration::from_secs(1)),
             Ok(None) => {
-                for pid in descendants(child.id()) {
+                let pids = descendants(child.id());
+                if !pids.is_empty() {
                     let _ = Command::new("kill")
-                        .args(["-KILL", &pid.to_string()])
+                        .arg("-KILL")
+                        .args(pids.iter().map(u32::to_string))
                         .status();
                 }
                 let _ = child.kill();
