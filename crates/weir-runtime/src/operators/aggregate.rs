@@ -399,8 +399,9 @@ impl Aggregate {
 }
 
 /// The aggregation of `calls` grouped by `group_exprs`: columnar per window
-/// ([`WindowAggregate`](super::WindowAggregate)) where it can run, else a
-/// row per group ([`Aggregate`]).
+/// where it can run ([`WindowAggregate`](super::WindowAggregate) when it
+/// emits on window close, [`UpdatingWindowAggregate`](super::UpdatingWindowAggregate)
+/// when it emits on update), else a row per group ([`Aggregate`]).
 pub fn aggregation(
     group_exprs: Vec<Arc<dyn PhysicalExpr>>,
     calls: Vec<AggregateCall>,
@@ -412,6 +413,16 @@ pub fn aggregation(
         && super::WindowAggregate::supports(&calls, &output_schema, window, retracting)
     {
         return Ok(Box::new(super::WindowAggregate::new(
+            group_exprs,
+            calls,
+            output_schema,
+            close,
+        )?));
+    }
+    if let Some(close) = window
+        && super::UpdatingWindowAggregate::supports(&calls, window, retracting)
+    {
+        return Ok(Box::new(super::UpdatingWindowAggregate::new(
             group_exprs,
             calls,
             output_schema,

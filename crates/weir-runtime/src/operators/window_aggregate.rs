@@ -337,10 +337,13 @@ impl WindowAggregate {
     }
 }
 
-/// The rows of `column` per distinct non-null value, in order of first
-/// appearance: the first row of each, and its rows (`None` when they are
-/// all the rows).
-fn split_by_value(column: &ArrayRef) -> Result<Vec<(usize, Option<UInt32Array>)>> {
+/// The rows of `column` per distinct value, in order of first appearance:
+/// the first row of each, and its rows (`None` when they are all the
+/// rows). Null rows are one part more `with_nulls`, else left out.
+pub(crate) fn split_by_value(
+    column: &ArrayRef,
+    with_nulls: bool,
+) -> Result<Vec<(usize, Option<UInt32Array>)>> {
     let n = column.len();
     if n == 0 {
         return Ok(Vec::new());
@@ -354,13 +357,13 @@ fn split_by_value(column: &ArrayRef) -> Result<Vec<(usize, Option<UInt32Array>)>
         }
     }
     // Few distinct windows per chunk: a short list beats a hash map.
-    let mut parts: Vec<(i64, usize, Vec<u32>)> = Vec::new();
+    let mut parts: Vec<(Option<i64>, usize, Vec<u32>)> = Vec::new();
     let mut last = 0;
     for i in 0..n {
-        if values.is_null(i) {
+        let value = values.is_valid(i).then(|| values.value(i));
+        if value.is_none() && !with_nulls {
             continue;
         }
-        let value = values.value(i);
         if parts.get(last).is_none_or(|p| p.0 != value) {
             match parts.iter().position(|p| p.0 == value) {
                 Some(at) => last = at,
@@ -372,6 +375,11 @@ fn split_by_value(column: &ArrayRef) -> Result<Vec<(usize, Option<UInt32Array>)>
         }
         parts[last].2.push(i as u32);
     }
+    if let [(_, 0, rows)] = parts.as_slice()
+        && rows.len() == n
+    {
+        return Ok(vec![(0, None)]);
+    }
     Ok(parts
         .into_iter()
         .map(|(_, first, rows)| (first, Some(UInt32Array::from(rows))))
@@ -379,7 +387,7 @@ fn split_by_value(column: &ArrayRef) -> Result<Vec<(usize, Option<UInt32Array>)>
 }
 
 /// `array` at `rows` (all of it for `None`).
-fn pick(array: &ArrayRef, rows: Option<&UInt32Array>) -> Result<ArrayRef> {
+pub(crate) fn pick(array: &ArrayRef, rows: Option<&UInt32Array>) -> Result<ArrayRef> {
     match rows {
         Some(rows) => Ok(take(array.as_ref(), rows, None)?),
         None => Ok(array.clone()),
@@ -430,7 +438,7 @@ impl Operator for WindowAggregate {
         let window_column = keys[self.window.key].clone();
         // Rows whose window is null belong to no window that closes; the
         // row-per-group aggregation never emits them either.
-        for (first, rows) in split_by_value(&window_column)? {
+        for (first, rows) in split_by_value(&window_column, false)? {
             let rows = rows.as_ref();
             let count = rows.map_or(n, |r| r.len());
             let others = keys
@@ -548,7 +556,7 @@ impl Operator for WindowAggregate {
             ));
         }
         let window_column = columns[self.window.key].clone();
-        for (first, rows) in split_by_value(&window_column)? {
+        for (first, rows) in split_by_value(&window_column, false)? {
             let rows = rows.as_ref();
             let others = (0..k)
                 .filter(|&i| i != self.window.key)
@@ -573,7 +581,7 @@ impl Operator for WindowAggregate {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::operators::Aggregate;
     use arrow::array::TimestampMicrosecondArray;
@@ -586,7 +594,7 @@ mod tests {
     use datafusion::physical_expr::expressions::{Column, Literal, binary, cast};
 
     /// Rows `(k, t, v)`: a key, a window start in microseconds, a value.
-    fn input_schema() -> SchemaRef {
+    pub(crate) fn input_schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
             Field::new("k", DataType::Int64, true),
             Field::new("t", DataType::Timestamp(TimeUnit::Microsecond, None), false),
@@ -594,7 +602,7 @@ mod tests {
         ]))
     }
 
-    fn call(udaf: Arc<AggregateUDF>, name: &str, filtered: bool) -> AggregateCall {
+    pub(crate) fn call(udaf: Arc<AggregateUDF>, name: &str, filtered: bool) -> AggregateCall {
         let schema = input_schema();
         let v: Arc<dyn PhysicalExpr> = Arc::new(Column::new("v", 2));
         // avg takes a double, as DataFusion's type coercion casts it.
@@ -663,7 +671,7 @@ mod tests {
     /// A deterministic input: chunks of rows over a few keys (some null)
     /// and windows, out of order within a bound, each chunk followed by a
     /// watermark.
-    fn input() -> Vec<Message> {
+    pub(crate) fn input() -> Vec<Message> {
         let mut seed = 7u64;
         let mut next = move |m: u64| {
             seed = seed
