@@ -580,45 +580,20 @@ impl Operator for UpdatingWindowAggregate {
 mod tests {
     use super::*;
     use crate::operators::Aggregate;
-    use crate::operators::window_aggregate::tests::{call, input, input_schema};
+    use crate::operators::window_aggregate::tests::{Parts, call, input, parts_with};
     use arrow::util::display::{ArrayFormatter, FormatOptions};
     use datafusion::functions_aggregate::{count, min_max, sum};
 
     /// `count(v)`, `sum(v)`, `max(v) FILTER (WHERE v > 3)`, `min(v)`
-    /// grouped by `(k, t)` (`keyed`) or `t` alone, `t` a window closing on
-    /// its watermark, emitting on update.
-    fn parts(
-        keyed: bool,
-    ) -> (
-        Vec<Arc<dyn PhysicalExpr>>,
-        Vec<AggregateCall>,
-        SchemaRef,
-        WindowClose,
-    ) {
-        use datafusion::physical_expr::expressions::Column;
+    /// grouped by `(k, t)` (`keyed`) or `t` alone, emitting on update.
+    fn parts(keyed: bool) -> Parts {
         let calls = vec![
             call(count::count_udaf(), "n", false),
             call(sum::sum_udaf(), "s", false),
             call(min_max::max_udaf(), "m", true),
             call(min_max::min_udaf(), "l", false),
         ];
-        let mut keys: Vec<Arc<dyn PhysicalExpr>> = Vec::new();
-        let mut fields = Vec::new();
-        if keyed {
-            keys.push(Arc::new(Column::new("k", 0)));
-            fields.push(input_schema().field(0).clone());
-        }
-        keys.push(Arc::new(Column::new("t", 1)));
-        fields.push(input_schema().field(1).clone());
-        for call in &calls {
-            fields.push(call.function.field().as_ref().clone());
-        }
-        let window = WindowClose {
-            key: usize::from(keyed),
-            input_column: 1,
-            emit_on_close: false,
-        };
-        (keys, calls, Arc::new(Schema::new(fields)), window)
+        parts_with(keyed, calls, false)
     }
 
     /// Runs `operator` over `messages`: per output chunk its rows as text

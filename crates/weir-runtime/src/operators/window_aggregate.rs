@@ -632,23 +632,18 @@ pub(crate) mod tests {
         }
     }
 
-    /// `count(v)`, `sum(v)`, `max(v) FILTER (WHERE v > 3)`, `avg(v)`
-    /// grouped by `(k, t)` (`keyed`) or `t` alone, `t` a window closing on
-    /// its watermark and emitting then.
-    fn parts(
-        keyed: bool,
-    ) -> (
+    /// The parts of an aggregation: its keys, calls, output schema and
+    /// window. `calls` grouped by `(k, t)` (`keyed`) or `t` alone, `t` a
+    /// window closing on its watermark, emitting then (`emit_on_close`) or
+    /// on update.
+    pub(crate) type Parts = (
         Vec<Arc<dyn PhysicalExpr>>,
         Vec<AggregateCall>,
         SchemaRef,
         WindowClose,
-    ) {
-        let calls = vec![
-            call(count::count_udaf(), "n", false),
-            call(sum::sum_udaf(), "s", false),
-            call(min_max::max_udaf(), "m", true),
-            call(average::avg_udaf(), "a", false),
-        ];
+    );
+
+    pub(crate) fn parts_with(keyed: bool, calls: Vec<AggregateCall>, emit_on_close: bool) -> Parts {
         let mut keys: Vec<Arc<dyn PhysicalExpr>> = Vec::new();
         let mut fields = Vec::new();
         if keyed {
@@ -663,9 +658,21 @@ pub(crate) mod tests {
         let window = WindowClose {
             key: usize::from(keyed),
             input_column: 1,
-            emit_on_close: true,
+            emit_on_close,
         };
         (keys, calls, Arc::new(Schema::new(fields)), window)
+    }
+
+    /// `count(v)`, `sum(v)`, `max(v) FILTER (WHERE v > 3)`, `avg(v)`,
+    /// emitting on window close.
+    fn parts(keyed: bool) -> Parts {
+        let calls = vec![
+            call(count::count_udaf(), "n", false),
+            call(sum::sum_udaf(), "s", false),
+            call(min_max::max_udaf(), "m", true),
+            call(average::avg_udaf(), "a", false),
+        ];
+        parts_with(keyed, calls, true)
     }
 
     /// A deterministic input: chunks of rows over a few keys (some null)
