@@ -34,7 +34,7 @@ use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
 use super::aggregate::{AggregateCall, Ordered, WindowClose, call_inputs, forwarded_watermarks};
 use super::group_columns::{GroupColumn, group_column};
-use super::window_aggregate::{pick, split_by_value};
+use super::window_aggregate::{pick, split_by_value, window_parts};
 use crate::checkpoint::{StatePiece, state_batch, state_error};
 use crate::message::{Chunk, Message, Op, Watermark};
 use crate::operator::{Operator, Result};
@@ -388,30 +388,16 @@ impl Operator for UpdatingWindowAggregate {
             .map(|e| e.evaluate(batch)?.into_array(n))
             .collect::<Result<Vec<_>>>()?;
         let (args, filters) = call_inputs(&self.calls, batch)?;
-        let window_column = keys[self.window.key].clone();
         let (mut deletions, mut insertions) = (Vec::new(), Vec::new());
-        for (first, rows) in split_by_value(&window_column, true)? {
-            let rows = rows.as_ref();
-            let count = rows.map_or(n, |r| r.len());
-            let others = keys
-                .iter()
-                .enumerate()
-                .filter(|(k, _)| *k != self.window.key)
-                .map(|(_, key)| pick(key, rows))
-                .collect::<Result<Vec<_>>>()?;
-            let part_args = args
-                .iter()
-                .map(|call| call.iter().map(|a| pick(a, rows)).collect())
-                .collect::<Result<Vec<Vec<_>>>>()?;
-            let part_filters = filters
-                .iter()
-                .map(|f| match (f, rows) {
-                    (Some(f), Some(rows)) => Ok(Some(take(f, rows, None)?.as_boolean().clone())),
-                    (f, _) => Ok(f.clone()),
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let window = ScalarValue::try_from_array(&window_column, first)?;
-            let change = self.update(window, &others, &part_args, &part_filters, count)?;
+        for part in window_parts(&keys, self.window.key, &args, &filters, true)? {
+            let rows = part.rows.as_ref();
+            let change = self.update(
+                part.window,
+                &part.others,
+                &part.args,
+                &part.filters,
+                part.count,
+            )?;
             // Rows of the part back to rows of the chunk, for the keys.
             let in_chunk = |part_rows: &[u32]| -> Vec<u32> {
                 match rows {

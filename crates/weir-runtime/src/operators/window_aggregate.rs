@@ -386,6 +386,62 @@ pub(crate) fn split_by_value(
         .collect())
 }
 
+/// The rows of one window in a chunk: the window, its rows of the chunk
+/// (`None`: all of them), and their other group keys, per call its
+/// arguments and `FILTER` mask.
+pub(crate) struct WindowPart {
+    pub(crate) window: ScalarValue,
+    pub(crate) rows: Option<UInt32Array>,
+    pub(crate) count: usize,
+    pub(crate) others: Vec<ArrayRef>,
+    pub(crate) args: Vec<Vec<ArrayRef>>,
+    pub(crate) filters: Vec<Option<BooleanArray>>,
+}
+
+/// A chunk's rows split by the value of the window key `window_key` of
+/// `keys` (see [`split_by_value`] for `with_nulls`).
+pub(crate) fn window_parts(
+    keys: &[ArrayRef],
+    window_key: usize,
+    args: &[Vec<ArrayRef>],
+    filters: &[Option<BooleanArray>],
+    with_nulls: bool,
+) -> Result<Vec<WindowPart>> {
+    let window_column = &keys[window_key];
+    let n = window_column.len();
+    split_by_value(window_column, with_nulls)?
+        .into_iter()
+        .map(|(first, rows)| {
+            let picked = rows.as_ref();
+            let others = keys
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| *k != window_key)
+                .map(|(_, key)| pick(key, picked))
+                .collect::<Result<Vec<_>>>()?;
+            let args = args
+                .iter()
+                .map(|call| call.iter().map(|a| pick(a, picked)).collect())
+                .collect::<Result<Vec<Vec<_>>>>()?;
+            let filters = filters
+                .iter()
+                .map(|f| match (f, picked) {
+                    (Some(f), Some(rows)) => Ok(Some(take(f, rows, None)?.as_boolean().clone())),
+                    (f, _) => Ok(f.clone()),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(WindowPart {
+                window: ScalarValue::try_from_array(window_column, first)?,
+                count: picked.map_or(n, |r| r.len()),
+                rows,
+                others,
+                args,
+                filters,
+            })
+        })
+        .collect()
+}
+
 /// `array` at `rows` (all of it for `None`).
 pub(crate) fn pick(array: &ArrayRef, rows: Option<&UInt32Array>) -> Result<ArrayRef> {
     match rows {
@@ -435,32 +491,15 @@ impl Operator for WindowAggregate {
             .map(|e| e.evaluate(batch)?.into_array(n))
             .collect::<Result<Vec<_>>>()?;
         let (args, filters) = call_inputs(&self.calls, batch)?;
-        let window_column = keys[self.window.key].clone();
         // Rows whose window is null belong to no window that closes; the
         // row-per-group aggregation never emits them either.
-        for (first, rows) in split_by_value(&window_column, false)? {
-            let rows = rows.as_ref();
-            let count = rows.map_or(n, |r| r.len());
-            let others = keys
-                .iter()
-                .enumerate()
-                .filter(|(k, _)| *k != self.window.key)
-                .map(|(_, key)| pick(key, rows))
-                .collect::<Result<Vec<_>>>()?;
-            let args = args
-                .iter()
-                .map(|call| call.iter().map(|a| pick(a, rows)).collect())
-                .collect::<Result<Vec<Vec<_>>>>()?;
-            let filters = filters
-                .iter()
-                .map(|f| match (f, rows) {
-                    (Some(f), Some(rows)) => Ok(Some(take(f, rows, None)?.as_boolean().clone())),
-                    (f, _) => Ok(f.clone()),
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let window = ScalarValue::try_from_array(&window_column, first)?;
-            self.groups(window)?
-                .update(&others, &args, &filters, count)?;
+        for part in window_parts(&keys, self.window.key, &args, &filters, false)? {
+            self.groups(part.window)?.update(
+                &part.others,
+                &part.args,
+                &part.filters,
+                part.count,
+            )?;
         }
         Ok(())
     }
