@@ -309,67 +309,22 @@ impl Planner<'_> {
         match plan {
             LogicalPlan::TableScan(scan) => {
                 let provider = source_as_provider(&scan.source)?;
-                let mut lowered = if let Some(window) =
-                    provider.as_ref().downcast_ref::<WindowTable>()
+                let lowered = if let Some(window) = provider.as_ref().downcast_ref::<WindowTable>()
                 {
-                    let source = self.relation(&window.source)?;
-                    let schema = window.schema_ref();
-                    let time = window.spec.time_column;
-                    let session = match window.spec.kind {
-                        WindowKind::Session { gap } => {
-                            if !source.append_only {
-                                return Err(WeirError::new(
-                                        sqlstate::FEATURE_NOT_SUPPORTED,
-                                        format!(
-                                            "session windows over \"{}\", whose rows can be updated or deleted, are not supported",
-                                            window.source.name()
-                                        ),
-                                    )
-                                    .with_hint("Read a stream or an APPEND ONLY table."));
-                            }
-                            let fields = schema.fields();
-                            Some(SessionColumns {
-                                start: Some(fields.len() - 2),
-                                end: Some(fields.len() - 1),
-                                gap,
-                                partition: window
-                                    .partition
-                                    .iter()
-                                    .map(|&c| fields[c].name().clone())
-                                    .collect(),
-                            })
-                        }
-                        _ => None,
-                    };
-                    let mut watermarks = BTreeSet::new();
-                    if source.watermarks.contains(&time) {
-                        watermarks.insert(time);
-                        watermarks.insert(schema.fields().len() - 2);
-                        watermarks.insert(schema.fields().len() - 1);
-                    }
-                    let node = self.add(
-                        Box::new(AssignWindows::new(window.spec.clone(), schema.clone())),
-                        vec![source.source],
-                    );
-                    Lowered {
-                        source: node,
-                        schema,
-                        watermarks,
-                        append_only: source.append_only,
-                        session,
-                        closes_on: None,
-                    }
+                    self.assign_windows(window, scan.projection.as_deref())?
                 } else {
                     let name = scan.table_name.table();
                     let relation = self
                         .db
                         .relation(name)
                         .ok_or_else(|| WeirError::undefined_table(name))?;
-                    self.relation(&relation)?
+                    let lowered = self.relation(&relation)?;
+                    match &scan.projection {
+                        Some(projection) => self.select_columns(lowered, projection)?,
+                        None => lowered,
+                    }
                 };
-                if let Some(projection) = &scan.projection {
-                    lowered = self.select_columns(lowered, projection)?;
-                }
+                let mut lowered = lowered;
                 for filter in &scan.filters {
                     lowered = self.filter(lowered, filter, scan.projected_schema.as_ref())?;
                 }
@@ -552,6 +507,88 @@ impl Planner<'_> {
     }
 
     /// The changelog of a relation.
+    /// Window assignment for a window table function (`tumble(bid, ...)`)
+    /// scanned with `projection`: the assignment passes on only the
+    /// relation's columns the scan reads (and the time and partition
+    /// columns), so rows repeated for several windows copy nothing unread.
+    fn assign_windows(
+        &mut self,
+        window: &WindowTable,
+        projection: Option<&[usize]>,
+    ) -> Result<Lowered> {
+        let source = self.relation(&window.source)?;
+        let width = source.schema.fields().len();
+        let time = window.spec.time_column;
+        let every: Vec<usize> = (0..width + 2).collect();
+        let projection = projection.unwrap_or(&every);
+        let mut keep: Vec<usize> = projection
+            .iter()
+            .copied()
+            .filter(|&c| c < width)
+            .chain([time])
+            .chain(window.partition.iter().copied())
+            .collect();
+        keep.sort_unstable();
+        keep.dedup();
+        // A column's place among the assignment's output columns.
+        let place = |c: usize| -> Result<usize> {
+            if c >= width {
+                return Ok(keep.len() + (c - width));
+            }
+            keep.binary_search(&c)
+                .map_err(|_| WeirError::internal("window column not kept"))
+        };
+        let session = match window.spec.kind {
+            WindowKind::Session { gap } => {
+                if !source.append_only {
+                    return Err(WeirError::new(
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        format!(
+                            "session windows over \"{}\", whose rows can be updated or deleted, are not supported",
+                            window.source.name()
+                        ),
+                    )
+                    .with_hint("Read a stream or an APPEND ONLY table."));
+                }
+                Some(SessionColumns {
+                    start: Some(keep.len()),
+                    end: Some(keep.len() + 1),
+                    gap,
+                    partition: window
+                        .partition
+                        .iter()
+                        .map(|&c| source.schema.field(c).name().clone())
+                        .collect(),
+                })
+            }
+            _ => None,
+        };
+        let mut watermarks = BTreeSet::new();
+        if source.watermarks.contains(&time) {
+            watermarks.extend([place(time)?, keep.len(), keep.len() + 1]);
+        }
+        let columns = projection
+            .iter()
+            .map(|&c| place(c))
+            .collect::<Result<Vec<_>>>()?;
+        let assign = AssignWindows::new(window.spec.clone(), keep, &source.schema)?;
+        let schema = assign.output_schema().clone();
+        let node = self.add(Box::new(assign), vec![source.source]);
+        let lowered = Lowered {
+            source: node,
+            schema,
+            watermarks,
+            append_only: source.append_only,
+            session,
+            closes_on: None,
+        };
+        if columns.iter().copied().eq(0..lowered.schema.fields().len()) {
+            Ok(lowered)
+        } else {
+            self.select_columns(lowered, &columns)
+        }
+    }
+
     fn relation(&mut self, relation: &Relation) -> Result<Lowered> {
         let (watermarks, append_only): (BTreeSet<usize>, bool) = match relation {
             Relation::Table(t) => (

@@ -74,12 +74,15 @@ impl WindowSpec {
     }
 
     /// The windows of each row: rows repeated once per window, with the
-    /// window bounds appended. Rows without a time are dropped.
+    /// window bounds appended. Rows without a time are dropped. The second
+    /// value gives the input row of each output row, or is `None` when they
+    /// are the input rows themselves, in order (each row in one window, as
+    /// in a tumbling window): the columns are then passed on, not copied.
     pub fn assign(
         &self,
         batch: &RecordBatch,
         output_schema: &SchemaRef,
-    ) -> Result<(RecordBatch, UInt32Array)> {
+    ) -> Result<(RecordBatch, Option<UInt32Array>)> {
         let time = batch.column(self.time_column);
         let unit = time_unit(time.data_type())?;
         let per_unit = micros_per_unit(unit);
@@ -116,12 +119,19 @@ impl WindowSpec {
                 }
             }
         }
-        let indices = UInt32Array::from(rows);
-        let mut columns: Vec<ArrayRef> = batch
-            .columns()
-            .iter()
-            .map(|c| take(c.as_ref(), &indices, None))
-            .collect::<std::result::Result<_, ArrowError>>()?;
+        let identity = rows.len() == batch.num_rows()
+            && rows.iter().enumerate().all(|(i, &row)| row as usize == i);
+        let (mut columns, indices): (Vec<ArrayRef>, _) = if identity {
+            (batch.columns().to_vec(), None)
+        } else {
+            let indices = UInt32Array::from(rows);
+            let columns = batch
+                .columns()
+                .iter()
+                .map(|c| take(c.as_ref(), &indices, None))
+                .collect::<std::result::Result<_, ArrowError>>()?;
+            (columns, Some(indices))
+        };
         let window_start = PrimitiveArray::<Int64Type>::from(starts.clone());
         let window_end = PrimitiveArray::<Int64Type>::from(
             starts
@@ -159,18 +169,46 @@ impl WindowSpec {
     }
 }
 
-/// Streaming window assignment.
+/// Streaming window assignment. It passes on only the input columns the
+/// query reads (`keep`), so rows repeated for several windows copy no
+/// column nobody reads.
 pub struct AssignWindows {
+    /// The windows, over the kept columns.
     spec: WindowSpec,
+    /// The input columns passed on, in order.
+    keep: Vec<usize>,
+    /// The input's time column.
+    input_time_column: usize,
     output_schema: SchemaRef,
 }
 
 impl AssignWindows {
-    pub fn new(spec: WindowSpec, output_schema: SchemaRef) -> Self {
-        AssignWindows {
+    /// Windows of `spec` (over the input's columns), keeping the input
+    /// columns `keep` (which must hold the time column): the output is
+    /// those columns, then `window_start` and `window_end`.
+    pub fn new(spec: WindowSpec, keep: Vec<usize>, input: &Schema) -> Result<Self> {
+        let time = keep
+            .iter()
+            .position(|&c| c == spec.time_column)
+            .ok_or_else(|| DataFusionError::Internal("window time column not kept".into()))?;
+        let kept = input.project(&keep)?;
+        let input_time_column = spec.time_column;
+        let spec = WindowSpec {
+            time_column: time,
+            ..spec
+        };
+        let output_schema = spec.output_schema(&kept)?;
+        Ok(AssignWindows {
             spec,
+            keep,
+            input_time_column,
             output_schema,
-        }
+        })
+    }
+
+    /// The schema of the assigned rows.
+    pub fn output_schema(&self) -> &SchemaRef {
+        &self.output_schema
     }
 }
 
@@ -199,10 +237,12 @@ impl Operator for AssignWindows {
     }
 
     fn process_chunk(&mut self, _input: usize, chunk: Chunk, out: &mut Vec<Message>) -> Result<()> {
-        let (batch, rows) = self.spec.assign(&chunk.batch, &self.output_schema)?;
-        let ops = match &chunk.ops {
-            Some(ops) => Some(take(ops, &rows, None)?.as_primitive().clone()),
-            None => None,
+        let kept = chunk.batch.project(&self.keep)?;
+        let (batch, rows) = self.spec.assign(&kept, &self.output_schema)?;
+        let ops = match (chunk.ops, rows) {
+            (Some(ops), Some(rows)) => Some(take(&ops, &rows, None)?.as_primitive().clone()),
+            (ops, None) => ops,
+            (None, Some(_)) => None,
         };
         if batch.num_rows() > 0 {
             out.push(Message::Chunk(Chunk { batch, ops }));
@@ -211,8 +251,13 @@ impl Operator for AssignWindows {
     }
 
     fn process_watermark(&mut self, watermark: Watermark, out: &mut Vec<Message>) -> Result<()> {
-        let is_time = watermark.column == self.spec.time_column;
-        out.push(Message::Watermark(watermark.clone()));
+        let is_time = watermark.column == self.input_time_column;
+        if let Some(column) = self.keep.iter().position(|&c| c == watermark.column) {
+            out.push(Message::Watermark(Watermark {
+                column,
+                value: watermark.value.clone(),
+            }));
+        }
         if !is_time {
             return Ok(());
         }
@@ -421,5 +466,120 @@ mod tests {
             ..spec
         };
         assert_eq!(tumble.first_open_start(11 * SECOND, 1), 10 * SECOND);
+    }
+    /// The operator passes on only the kept columns: a hopping window
+    /// repeats each row (and its change) once per window, a tumbling window
+    /// passes the kept columns and changes on as they are; watermarks are
+    /// renumbered to the kept columns, and those of dropped columns go.
+    #[test]
+    fn assignment_keeps_only_the_columns_read() {
+        use arrow::array::Int8Array;
+        let input = batch(&[11 * SECOND, 3 * SECOND]);
+        let schema = input.schema();
+        let mut hop = AssignWindows::new(
+            WindowSpec {
+                kind: WindowKind::Hop {
+                    slide: 5 * SECOND,
+                    size: 10 * SECOND,
+                },
+                offset: 0,
+                time_column: 1,
+            },
+            vec![1],
+            &schema,
+        )
+        .expect("operator");
+        let names: Vec<_> = hop
+            .output_schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, ["ts", "window_start", "window_end"]);
+        let mut out = Vec::new();
+        let chunk = Chunk::new(input.clone(), Int8Array::from(vec![1, -1]));
+        hop.process_chunk(0, chunk, &mut out).expect("assign");
+        let Some(Message::Chunk(assigned)) = out.pop() else {
+            panic!("no chunk");
+        };
+        assert_eq!(assigned.batch.num_columns(), 3);
+        let starts = assigned
+            .batch
+            .column(1)
+            .as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(
+            starts
+                .values()
+                .iter()
+                .map(|s| s / SECOND)
+                .collect::<Vec<_>>(),
+            [10, 5, 0, -5]
+        );
+        assert_eq!(
+            assigned.ops.expect("changes").values().to_vec(),
+            [1, 1, -1, -1]
+        );
+
+        let mut tumble = AssignWindows::new(
+            WindowSpec {
+                kind: WindowKind::Tumble { size: 10 * SECOND },
+                offset: 0,
+                time_column: 1,
+            },
+            vec![1],
+            &schema,
+        )
+        .expect("operator");
+        let chunk = Chunk::new(input, Int8Array::from(vec![1, -1]));
+        tumble.process_chunk(0, chunk, &mut out).expect("assign");
+        let Some(Message::Chunk(assigned)) = out.pop() else {
+            panic!("no chunk");
+        };
+        assert_eq!(assigned.batch.num_columns(), 3);
+        assert_eq!(assigned.ops.expect("changes").values().to_vec(), [1, -1]);
+        let starts = assigned
+            .batch
+            .column(1)
+            .as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(starts.values().to_vec(), [10 * SECOND, 0]);
+
+        for column in [0, 1] {
+            tumble
+                .process_watermark(
+                    Watermark {
+                        column,
+                        value: ScalarValue::TimestampMicrosecond(Some(25 * SECOND), None),
+                    },
+                    &mut out,
+                )
+                .expect("watermark");
+        }
+        let marks: Vec<_> = out
+            .drain(..)
+            .map(|m| match m {
+                Message::Watermark(w) => (w.column, w.value),
+                _ => panic!("not a watermark"),
+            })
+            .collect();
+        // Column 0 is not kept: its watermark goes. The time column is
+        // column 0 of the output, and the open window [20, 30) bounds the
+        // window columns.
+        assert_eq!(
+            marks,
+            [
+                (
+                    0,
+                    ScalarValue::TimestampMicrosecond(Some(25 * SECOND), None)
+                ),
+                (
+                    1,
+                    ScalarValue::TimestampMicrosecond(Some(20 * SECOND), None)
+                ),
+                (
+                    2,
+                    ScalarValue::TimestampMicrosecond(Some(30 * SECOND), None)
+                ),
+            ]
+        );
     }
 }
