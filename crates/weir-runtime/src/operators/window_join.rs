@@ -19,12 +19,13 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int8Array, RecordBatch, UInt32Array,
-    new_null_array,
+    make_comparator, new_null_array,
 };
+use arrow::compute::SortOptions;
 use arrow::compute::{concat_batches, take, take_record_batch};
 use arrow::datatypes::{DataType, Field, Int8Type, Schema, SchemaRef, UInt32Type};
 use arrow::row::{RowConverter, SortField};
-use datafusion::common::hash_utils::RandomState;
+use datafusion::common::hash_utils::{RandomState, create_hashes};
 use datafusion::error::DataFusionError;
 use datafusion::physical_expr::PhysicalExpr;
 
@@ -213,10 +214,20 @@ impl WindowJoin {
                     .bytes
                     .saturating_sub(chunk.batch.get_array_memory_size());
             }
-            let l = consolidate(&self.sides[0].schema, l)?;
-            let r = consolidate(&self.sides[1].schema, r)?;
-            if let Some(batch) = self.join(&l, &r)? {
-                batches.push(batch);
+            let r = concat_batches(
+                &self.sides[1].schema,
+                &consolidate(&self.sides[1].schema, r)?,
+            )?;
+            let mut l = consolidate(&self.sides[0].schema, l)?;
+            // The left rows join batch by batch, unless what is emitted of
+            // the right rows depends on all of them.
+            if self.kind.keeps_unmatched(1) || self.kind.one_side().is_some_and(|(s, _)| s == 1) {
+                l = vec![concat_batches(&self.sides[0].schema, &l)?];
+            }
+            for l in &l {
+                if let Some(batch) = self.join(l, &r)? {
+                    batches.push(batch);
+                }
             }
         }
         if !batches.is_empty() {
@@ -234,31 +245,11 @@ impl WindowJoin {
         if left.num_rows() > 0 && right.num_rows() > 0 {
             let lk = evaluate(&self.sides[0].keys, left)?;
             let rk = evaluate(&self.sides[1].keys, right)?;
-            let converter = RowConverter::new(
-                lk.iter()
-                    .map(|k| SortField::new(k.data_type().clone()))
-                    .collect(),
+            (li, ri) = equal_keys(
+                (&lk, left.num_rows()),
+                (&rk, right.num_rows()),
+                self.nulls_equal,
             )?;
-            let lrows = converter.convert_columns(&lk)?;
-            let rrows = converter.convert_columns(&rk)?;
-            let mut table: HashMap<&[u8], Vec<u32>, RandomState> =
-                HashMap::with_capacity_and_hasher(right.num_rows(), RandomState::default());
-            for r in 0..right.num_rows() {
-                if self.nulls_equal || rk.iter().all(|k| k.is_valid(r)) {
-                    table.entry(rrows.row(r).data()).or_default().push(r as u32);
-                }
-            }
-            for l in 0..left.num_rows() {
-                if !self.nulls_equal && lk.iter().any(|k| k.is_null(l)) {
-                    continue;
-                }
-                if let Some(matches) = table.get(lrows.row(l).data()) {
-                    for &r in matches {
-                        li.push(l as u32);
-                        ri.push(r);
-                    }
-                }
-            }
         }
         let mut li = UInt32Array::from(li);
         let mut ri = UInt32Array::from(ri);
@@ -391,6 +382,53 @@ fn rows_where(n: usize, indices: &UInt32Array, listed: bool) -> UInt32Array {
         .collect()
 }
 
+/// The pairs of rows (left, right) whose keys are equal, in left row order,
+/// NULL keys matching only if `nulls_equal`: the right rows are filed by
+/// the hash of their keys (hashed column by column), each left row's
+/// candidates are those of its hash, and a candidate is kept if its keys
+/// compare equal.
+fn equal_keys(
+    (left, left_rows): (&[ArrayRef], usize),
+    (right, right_rows): (&[ArrayRef], usize),
+    nulls_equal: bool,
+) -> Result<(Vec<u32>, Vec<u32>)> {
+    let hashes = |keys: &[ArrayRef], rows: usize| -> Result<Vec<u64>> {
+        let mut hashes = vec![0; rows];
+        create_hashes(keys, &RandomState::default(), &mut hashes)?;
+        Ok(hashes)
+    };
+    let keyed = |keys: &[ArrayRef], row: usize| nulls_equal || keys.iter().all(|k| k.is_valid(row));
+    let (lh, rh) = (hashes(left, left_rows)?, hashes(right, right_rows)?);
+    let mut table: HashMap<u64, Vec<u32>, RandomState> =
+        HashMap::with_capacity_and_hasher(rh.len(), RandomState::default());
+    for (r, hash) in rh.iter().enumerate() {
+        if keyed(right, r) {
+            table.entry(*hash).or_default().push(r as u32);
+        }
+    }
+    let comparators = left
+        .iter()
+        .zip(right)
+        .map(|(l, r)| make_comparator(l.as_ref(), r.as_ref(), SortOptions::default()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let (mut li, mut ri) = (Vec::new(), Vec::new());
+    for (l, hash) in lh.iter().enumerate() {
+        let Some(candidates) = table.get(hash) else {
+            continue;
+        };
+        if !keyed(left, l) {
+            continue;
+        }
+        for &r in candidates {
+            if comparators.iter().all(|c| c(l, r as usize).is_eq()) {
+                li.push(l as u32);
+                ri.push(r);
+            }
+        }
+    }
+    Ok((li, ri))
+}
+
 fn evaluate(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
     exprs
         .iter()
@@ -398,12 +436,13 @@ fn evaluate(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<Vec<
         .collect()
 }
 
-/// The rows left once deletions cancel insertions of equal rows.
-fn consolidate(schema: &SchemaRef, chunks: Vec<Chunk>) -> Result<RecordBatch> {
-    let all = concat_batches(schema, chunks.iter().map(|c| &c.batch))?;
+/// The rows left once deletions cancel insertions of equal rows: the
+/// chunks' own batches when they only insert (not copied into one).
+fn consolidate(schema: &SchemaRef, chunks: Vec<Chunk>) -> Result<Vec<RecordBatch>> {
     if chunks.iter().all(Chunk::is_insert_only) {
-        return Ok(all);
+        return Ok(chunks.into_iter().map(|c| c.batch).collect());
     }
+    let all = concat_batches(schema, chunks.iter().map(|c| &c.batch))?;
     let ops: Vec<i64> = chunks
         .iter()
         .flat_map(|c| (0..c.num_rows()).map(move |i| c.op(i).code() as i64))
@@ -426,7 +465,7 @@ fn consolidate(schema: &SchemaRef, chunks: Vec<Chunk>) -> Result<RecordBatch> {
         .into_iter()
         .flat_map(|(first, count)| std::iter::repeat_n(first, count as usize))
         .collect();
-    Ok(take_record_batch(&all, &UInt32Array::from(indices))?)
+    Ok(vec![take_record_batch(&all, &UInt32Array::from(indices))?])
 }
 
 /// The schema of a join's checkpointed state: each pending row with its
@@ -735,5 +774,149 @@ mod tests {
             .process_watermark(watermark(11), &mut out)
             .expect("watermark");
         assert_eq!(pairs(&out), vec![(Some(1), None), (Some(2), Some(2))]);
+    }
+
+    /// Every join kind, with and without NULL keys matching, over a left
+    /// side that arrives in several insert-only chunks and a right side
+    /// with a deletion: the output is that of a nested-loop join of the
+    /// final rows.
+    #[test]
+    fn every_kind_matches_a_nested_loop_join() {
+        type Row = (Option<i64>, i64);
+        let mut seed = 11u64;
+        let mut next = move |m: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % m
+        };
+        let mut random_rows = |n: usize| -> Vec<Row> {
+            (0..n)
+                .map(|_| ((next(5) != 0).then(|| next(4) as i64), 10 * next(2) as i64))
+                .collect()
+        };
+        let left_chunks: Vec<Vec<Row>> = (0..4).map(|i| random_rows(6 + i)).collect();
+        let right_rows = random_rows(12);
+        let deleted = right_rows[0];
+        let left: Vec<Row> = left_chunks.concat();
+        let right: Vec<Row> = right_rows[1..].to_vec();
+        assert!(
+            left.iter()
+                .any(|l| l.0.is_none() && right.iter().any(|r| r.0.is_none() && r.1 == l.1)),
+            "the input pairs NULL keys"
+        );
+        let kinds = [
+            JoinKind::Inner,
+            JoinKind::Left,
+            JoinKind::Right,
+            JoinKind::Full,
+            JoinKind::LeftSemi,
+            JoinKind::RightSemi,
+            JoinKind::LeftAnti,
+            JoinKind::RightAnti,
+        ];
+        for kind in kinds {
+            for nulls_equal in [false, true] {
+                let equal =
+                    |l: &Row, r: &Row| l.1 == r.1 && (l.0 == r.0 && (l.0.is_some() || nulls_equal));
+                // The expected rows: (left k, left t, right k, right t).
+                type Out = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+                let mut expected: Vec<Out> = Vec::new();
+                let pair = |l: Option<&Row>, r: Option<&Row>| -> Out {
+                    (
+                        l.and_then(|l| l.0),
+                        l.map(|l| l.1),
+                        r.and_then(|r| r.0),
+                        r.map(|r| r.1),
+                    )
+                };
+                match kind.one_side() {
+                    Some((0, matched)) => expected.extend(
+                        left.iter()
+                            .filter(|l| right.iter().any(|r| equal(l, r)) == matched)
+                            .map(|l| pair(Some(l), None)),
+                    ),
+                    Some((_, matched)) => expected.extend(
+                        right
+                            .iter()
+                            .filter(|r| left.iter().any(|l| equal(l, r)) == matched)
+                            .map(|r| pair(Some(r), None)),
+                    ),
+                    None => {
+                        for l in &left {
+                            for r in right.iter().filter(|r| equal(l, r)) {
+                                expected.push(pair(Some(l), Some(r)));
+                            }
+                            if kind.keeps_unmatched(0) && !right.iter().any(|r| equal(l, r)) {
+                                expected.push(pair(Some(l), None));
+                            }
+                        }
+                        for r in &right {
+                            if kind.keeps_unmatched(1) && !left.iter().any(|l| equal(l, r)) {
+                                expected.push(pair(None, Some(r)));
+                            }
+                        }
+                    }
+                }
+                expected.sort();
+
+                let side = || JoinSide {
+                    schema: schema(),
+                    keys: vec![
+                        Arc::new(Column::new("k", 0)) as Arc<dyn PhysicalExpr>,
+                        Arc::new(Column::new("t", 1)),
+                    ],
+                    time: 1,
+                };
+                let mut fields: Vec<Field> = schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone())
+                    .collect();
+                if kind.one_side().is_none() {
+                    fields.extend(schema().fields().iter().map(|f| f.as_ref().clone()));
+                }
+                let output = Arc::new(Schema::new(
+                    fields
+                        .into_iter()
+                        .map(|f| f.with_nullable(true))
+                        .collect::<Vec<_>>(),
+                ));
+                let mut join = WindowJoin::new(kind, [side(), side()], None, nulls_equal, output)
+                    .expect("join");
+                let mut out = Vec::new();
+                for chunk in &left_chunks {
+                    join.process_chunk(0, Chunk::inserts(rows(chunk)), &mut out)
+                        .expect("left");
+                }
+                join.process_chunk(1, Chunk::inserts(rows(&right_rows)), &mut out)
+                    .expect("right");
+                join.process_chunk(
+                    1,
+                    Chunk::new(rows(&[deleted]), Int8Array::from(vec![-1])),
+                    &mut out,
+                )
+                .expect("right deletion");
+                join.process_watermark(watermark(100), &mut out)
+                    .expect("watermark");
+                let mut actual: Vec<Out> = Vec::new();
+                for message in &out {
+                    let Message::Chunk(chunk) = message else {
+                        continue;
+                    };
+                    let value = |c: usize, i: usize| -> Option<i64> {
+                        let column = chunk.batch.columns().get(c)?;
+                        let column = arrow::compute::cast(column, &DataType::Int64).expect("cast");
+                        let column = column.as_primitive::<Int64Type>();
+                        column.is_valid(i).then(|| column.value(i))
+                    };
+                    for i in 0..chunk.num_rows() {
+                        actual.push((value(0, i), value(1, i), value(2, i), value(3, i)));
+                    }
+                }
+                actual.sort();
+                assert_eq!(actual, expected, "{kind:?}, NULLs equal: {nulls_equal}");
+            }
+        }
     }
 }
