@@ -1,5 +1,8 @@
 //! Runs a query's batch form in DataFusion over the same Nexmark events,
-//! generated into memory before the clock starts.
+//! generated into memory before the clock starts. The query runs
+//! [`RUNS`] times over the same tables and the fastest run counts: the
+//! fastest batch queries take tens of milliseconds, where one run's
+//! figure moves by several times between runs.
 
 use std::sync::Arc;
 
@@ -11,6 +14,9 @@ use weir_connectors::nexmark::{NexmarkConfig, NexmarkGenerator, NexmarkTable};
 
 use crate::measurement::{Clock, EngineKind, Measurement};
 use crate::queries::Query;
+
+/// Runs of the batch query; the fastest is reported.
+pub const RUNS: usize = 3;
 
 /// Events per generated batch: the `nexmark` source's batch size.
 const BATCH_EVENTS: u64 = 4096;
@@ -61,12 +67,19 @@ pub async fn run(query: &Query, events: u64, parallelism: usize) -> Result<Measu
         ctx.register_table(table.as_str(), Arc::new(table_data))
             .map_err(|e| e.to_string())?;
     }
-    let clock = Clock::start();
-    let frame = ctx.sql(sql).await.map_err(|e| e.to_string())?;
-    let mut stream = frame.execute_stream().await.map_err(|e| e.to_string())?;
-    let mut rows = 0i64;
-    while let Some(batch) = stream.next().await {
-        rows += batch.map_err(|e| e.to_string())?.num_rows() as i64;
+    let mut fastest: Option<Measurement> = None;
+    for _ in 0..RUNS {
+        let clock = Clock::start();
+        let frame = ctx.sql(sql).await.map_err(|e| e.to_string())?;
+        let mut stream = frame.execute_stream().await.map_err(|e| e.to_string())?;
+        let mut rows = 0i64;
+        while let Some(batch) = stream.next().await {
+            rows += batch.map_err(|e| e.to_string())?.num_rows() as i64;
+        }
+        let run = clock.stop(query.name, EngineKind::Batch, parallelism, events, rows);
+        if fastest.as_ref().is_none_or(|f| run.seconds < f.seconds) {
+            fastest = Some(run);
+        }
     }
-    Ok(clock.stop(query.name, EngineKind::Batch, parallelism, events, rows))
+    fastest.ok_or_else(|| "no batch run".to_string())
 }
