@@ -38,6 +38,24 @@ pub struct AggregateCall {
     pub filter: Option<Arc<dyn PhysicalExpr>>,
 }
 
+/// How `EXPLAIN` shows an aggregation: `keys=[k@0, window_start@2]
+/// aggregates=[count(Int64(1))]`.
+pub(crate) fn describe_aggregation(
+    group_exprs: &[Arc<dyn PhysicalExpr>],
+    calls: &[AggregateCall],
+) -> String {
+    let keys: Vec<String> = group_exprs.iter().map(|e| e.to_string()).collect();
+    let calls: Vec<String> = calls
+        .iter()
+        .map(|c| c.function.name().to_string())
+        .collect();
+    format!(
+        "keys=[{}] aggregates=[{}]",
+        keys.join(", "),
+        calls.join(", ")
+    )
+}
+
 /// The arguments of each call over `batch`, and its `FILTER` mask if any.
 pub(crate) type CallInputs = (Vec<Vec<ArrayRef>>, Vec<Option<BooleanArray>>);
 
@@ -528,17 +546,7 @@ impl Operator for Aggregate {
     }
 
     fn describe(&self) -> String {
-        let keys: Vec<String> = self.group_exprs.iter().map(|e| e.to_string()).collect();
-        let calls: Vec<String> = self
-            .calls
-            .iter()
-            .map(|c| c.function.name().to_string())
-            .collect();
-        let mut text = format!(
-            "keys=[{}] aggregates=[{}]",
-            keys.join(", "),
-            calls.join(", ")
-        );
+        let mut text = describe_aggregation(&self.group_exprs, &self.calls);
         if let Some(window) = self.window {
             text.push_str(if window.emit_on_close {
                 " emit=on window close"

@@ -27,7 +27,9 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::aggregate::{AggregateCall, Changes, call_inputs, call_rows, global_key};
+use super::aggregate::{
+    AggregateCall, Changes, call_inputs, call_rows, describe_aggregation, global_key,
+};
 use super::window::{duration, micros_per_unit, time_unit, timestamp_value, timestamps, to_unit};
 use crate::checkpoint::{AccumulatorStates, GroupRows, StatePiece, merge_states, state_error};
 use crate::message::{Chunk, Message, Op, Watermark};
@@ -428,16 +430,9 @@ impl Operator for SessionAggregate {
     }
 
     fn describe(&self) -> String {
-        let keys: Vec<String> = self.group_exprs.iter().map(|e| e.to_string()).collect();
-        let calls: Vec<String> = self
-            .calls
-            .iter()
-            .map(|c| c.function.name().to_string())
-            .collect();
         format!(
-            "keys=[{}] aggregates=[{}] gap={} emit={}",
-            keys.join(", "),
-            calls.join(", "),
+            "{} gap={} emit={}",
+            describe_aggregation(&self.group_exprs, &self.calls),
             duration(self.gap_micros),
             if self.emit_on_close {
                 "on window close"

@@ -32,7 +32,9 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use super::aggregate::{AggregateCall, Ordered, WindowClose, call_inputs, forwarded_watermarks};
+use super::aggregate::{
+    AggregateCall, Ordered, WindowClose, call_inputs, describe_aggregation, forwarded_watermarks,
+};
 use super::group_columns::{GroupColumn, group_column};
 use super::window_aggregate::{pick, split_by_value, window_parts};
 use crate::checkpoint::{StatePiece, state_batch, state_error};
@@ -358,16 +360,9 @@ impl Operator for UpdatingWindowAggregate {
     }
 
     fn describe(&self) -> String {
-        let keys: Vec<String> = self.group_exprs.iter().map(|e| e.to_string()).collect();
-        let calls: Vec<String> = self
-            .calls
-            .iter()
-            .map(|c| c.function.name().to_string())
-            .collect();
         format!(
-            "keys=[{}] aggregates=[{}] emit=on update",
-            keys.join(", "),
-            calls.join(", ")
+            "{} emit=on update",
+            describe_aggregation(&self.group_exprs, &self.calls)
         )
     }
 

@@ -30,7 +30,9 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use super::aggregate::{AggregateCall, Ordered, WindowClose, call_inputs, forwarded_watermarks};
+use super::aggregate::{
+    AggregateCall, Ordered, WindowClose, call_inputs, describe_aggregation, forwarded_watermarks,
+};
 use crate::checkpoint::{StatePiece, state_batch, state_error};
 use crate::message::{Chunk, Message, Watermark};
 use crate::operator::{Operator, Result};
@@ -456,16 +458,9 @@ impl Operator for WindowAggregate {
     }
 
     fn describe(&self) -> String {
-        let keys: Vec<String> = self.group_exprs.iter().map(|e| e.to_string()).collect();
-        let calls: Vec<String> = self
-            .calls
-            .iter()
-            .map(|c| c.function.name().to_string())
-            .collect();
         format!(
-            "keys=[{}] aggregates=[{}] emit=on window close",
-            keys.join(", "),
-            calls.join(", ")
+            "{} emit=on window close",
+            describe_aggregation(&self.group_exprs, &self.calls)
         )
     }
 
@@ -714,17 +709,22 @@ pub(crate) mod tests {
         parts_with(keyed, calls, true)
     }
 
-    /// A deterministic input: chunks of rows over a few keys (some null)
-    /// and windows, out of order within a bound, each chunk followed by a
-    /// watermark.
-    pub(crate) fn input() -> Vec<Message> {
-        let mut seed = 7u64;
-        let mut next = move |m: u64| {
+    /// Deterministic pseudo-random numbers from `seed`: each call gives
+    /// one below its argument.
+    pub(crate) fn numbers(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |m: u64| {
             seed = seed
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             (seed >> 33) % m
-        };
+        }
+    }
+
+    /// A deterministic input: chunks of rows over a few keys (some null)
+    /// and windows, out of order within a bound, each chunk followed by a
+    /// watermark.
+    pub(crate) fn input() -> Vec<Message> {
+        let mut next = numbers(7);
         let mut messages = Vec::new();
         for chunk in 0..40i64 {
             let n = 1 + next(60) as usize;

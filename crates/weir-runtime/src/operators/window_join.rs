@@ -637,15 +637,19 @@ mod tests {
         .expect("batch")
     }
 
-    fn join(kind: JoinKind) -> WindowJoin {
-        let side = || JoinSide {
+    /// A side of rows `(k, t)` joined on both columns, `t` its time key.
+    fn side() -> JoinSide {
+        JoinSide {
             schema: schema(),
             keys: vec![
                 Arc::new(Column::new("k", 0)) as Arc<dyn PhysicalExpr>,
                 Arc::new(Column::new("t", 1)),
             ],
             time: 1,
-        };
+        }
+    }
+
+    fn join(kind: JoinKind) -> WindowJoin {
         let mut fields = schema().fields().to_vec();
         fields.extend(schema().fields().iter().cloned());
         let output = Arc::new(Schema::new(
@@ -783,13 +787,7 @@ mod tests {
     #[test]
     fn every_kind_matches_a_nested_loop_join() {
         type Row = (Option<i64>, i64);
-        let mut seed = 11u64;
-        let mut next = move |m: u64| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) % m
-        };
+        let mut next = crate::operators::window_aggregate::tests::numbers(11);
         let mut random_rows = |n: usize| -> Vec<Row> {
             (0..n)
                 .map(|_| ((next(5) != 0).then(|| next(4) as i64), 10 * next(2) as i64))
@@ -860,14 +858,6 @@ mod tests {
                 }
                 expected.sort();
 
-                let side = || JoinSide {
-                    schema: schema(),
-                    keys: vec![
-                        Arc::new(Column::new("k", 0)) as Arc<dyn PhysicalExpr>,
-                        Arc::new(Column::new("t", 1)),
-                    ],
-                    time: 1,
-                };
                 let mut fields: Vec<Field> = schema()
                     .fields()
                     .iter()
