@@ -20,11 +20,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int8Array, Int64Array, RecordBatch, UInt32Array,
+    Array, ArrayRef, BooleanArray, Int8Array, Int64Array, RecordBatch, UInt32Array,
 };
 use arrow::compute::kernels::cmp::distinct;
 use arrow::compute::{cast, concat, concat_batches, filter, or, take};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::EmitTo;
@@ -36,7 +36,7 @@ use super::aggregate::{
     AggregateCall, Ordered, WindowClose, call_inputs, describe_aggregation, forwarded_watermarks,
 };
 use super::group_columns::{GroupColumn, group_column};
-use super::window_aggregate::{pick, split_by_value, window_parts};
+use super::window_aggregate::{saved_windows, window_parts};
 use crate::checkpoint::{StatePiece, state_batch, state_error};
 use crate::message::{Chunk, Message, Op, Watermark};
 use crate::operator::{Operator, Result};
@@ -525,30 +525,14 @@ impl Operator for UpdatingWindowAggregate {
                 "the saved aggregation state has another number of columns",
             ));
         }
-        let window_column = columns[self.window.key].clone();
-        for (first, rows) in split_by_value(&window_column, true)? {
-            let rows = rows.as_ref();
-            let others = (0..k)
-                .filter(|&i| i != self.window.key)
-                .map(|i| pick(&columns[i], rows))
-                .collect::<Result<Vec<_>>>()?;
-            let counts = pick(&columns[k], rows)?;
-            let counts = counts
-                .as_primitive_opt::<Int64Type>()
-                .ok_or_else(|| state_error("the saved row counts are not integers"))?
-                .clone();
-            let states = columns[k + 1..]
-                .iter()
-                .map(|c| pick(c, rows))
-                .collect::<Result<Vec<_>>>()?;
-            let window = ScalarValue::try_from_array(&window_column, first)?;
-            let groups = self.groups(window)?;
-            groups.intern(&others, counts.len())?;
-            for (&group, count) in groups.indices.iter().zip(counts.values()) {
+        for saved in saved_windows(columns, k, self.window.key, true)? {
+            let groups = self.groups(saved.window)?;
+            groups.intern(&saved.others, saved.counts.len())?;
+            for (&group, count) in groups.indices.iter().zip(saved.counts.values()) {
                 groups.rows[group] += count;
             }
             let total = groups.len();
-            for (column, state) in groups.columns.iter_mut().zip(&states) {
+            for (column, state) in groups.columns.iter_mut().zip(&saved.states) {
                 column.merge(std::slice::from_ref(state), &groups.indices, total)?;
             }
             groups.measure();

@@ -444,6 +444,52 @@ pub(crate) fn window_parts(
         .collect()
 }
 
+/// One window's groups in a saved aggregation state (rows of group keys,
+/// the row count, then the accumulators' state columns).
+pub(crate) struct SavedWindow {
+    pub window: ScalarValue,
+    /// The group keys other than the window.
+    pub others: Vec<ArrayRef>,
+    pub counts: Int64Array,
+    pub states: Vec<ArrayRef>,
+}
+
+/// The saved state's rows (`keys` group-key columns, the window's at
+/// `window_key`, then the counts and the states), window by window; rows
+/// with a NULL window among them if `with_nulls`.
+pub(crate) fn saved_windows(
+    columns: &[ArrayRef],
+    keys: usize,
+    window_key: usize,
+    with_nulls: bool,
+) -> Result<Vec<SavedWindow>> {
+    let window_column = &columns[window_key];
+    split_by_value(window_column, with_nulls)?
+        .into_iter()
+        .map(|(first, rows)| {
+            let rows = rows.as_ref();
+            let others = (0..keys)
+                .filter(|&i| i != window_key)
+                .map(|i| pick(&columns[i], rows))
+                .collect::<Result<Vec<_>>>()?;
+            let counts = pick(&columns[keys], rows)?
+                .as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| state_error("the saved row counts are not integers"))?
+                .clone();
+            let states = columns[keys + 1..]
+                .iter()
+                .map(|c| pick(c, rows))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(SavedWindow {
+                window: ScalarValue::try_from_array(window_column, first)?,
+                others,
+                counts,
+                states,
+            })
+        })
+        .collect()
+}
+
 /// `array` at `rows` (all of it for `None`).
 pub(crate) fn pick(array: &ArrayRef, rows: Option<&UInt32Array>) -> Result<ArrayRef> {
     match rows {
@@ -589,26 +635,14 @@ impl Operator for WindowAggregate {
                 "the saved aggregation state has too few columns",
             ));
         }
-        let window_column = columns[self.window.key].clone();
-        for (first, rows) in split_by_value(&window_column, false)? {
-            let rows = rows.as_ref();
-            let others = (0..k)
-                .filter(|&i| i != self.window.key)
-                .map(|i| pick(&columns[i], rows))
-                .collect::<Result<Vec<_>>>()?;
-            let counts = pick(&columns[k], rows)?;
-            let counts = counts
-                .as_primitive_opt::<Int64Type>()
-                .ok_or_else(|| state_error("the saved row counts are not integers"))?
-                .clone();
-            let states = columns[k + 1..]
-                .iter()
-                .map(|c| pick(c, rows))
-                .collect::<Result<Vec<_>>>()?;
-            let window = ScalarValue::try_from_array(&window_column, first)?;
+        for saved in saved_windows(columns, k, self.window.key, false)? {
             let widths = self.widths.clone();
-            self.groups(window)?
-                .merge(&others, &counts, &states, &widths)?;
+            self.groups(saved.window)?.merge(
+                &saved.others,
+                &saved.counts,
+                &saved.states,
+                &widths,
+            )?;
         }
         Ok(())
     }
