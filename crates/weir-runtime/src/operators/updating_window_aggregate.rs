@@ -36,7 +36,7 @@ use super::aggregate::{
     AggregateCall, Ordered, WindowClose, call_inputs, describe_aggregation, forwarded_watermarks,
 };
 use super::group_columns::{GroupColumn, group_column};
-use super::window_aggregate::{saved_windows, window_parts};
+use super::window_aggregate::{intern_groups, saved_windows, window_parts};
 use crate::checkpoint::{StatePiece, state_batch, state_error};
 use crate::message::{Chunk, Message, Op, Watermark};
 use crate::operator::{Operator, Result};
@@ -74,17 +74,7 @@ impl WindowGroups {
 
     /// Interns `keys` (one array per other key, `n` rows) into `self.indices`.
     fn intern(&mut self, keys: &[ArrayRef], n: usize) -> Result<()> {
-        match &mut self.keys {
-            Some(values) => values.intern(keys, &mut self.indices)?,
-            None => {
-                self.indices.clear();
-                self.indices.resize(n, 0);
-            }
-        }
-        let groups = match &self.keys {
-            Some(values) => values.len(),
-            None => usize::from(n > 0 || !self.rows.is_empty()),
-        };
+        let groups = intern_groups(&mut self.keys, keys, n, self.rows.len(), &mut self.indices)?;
         self.rows.resize(groups, 0);
         self.marks.resize(groups, 0);
         Ok(())

@@ -63,17 +63,7 @@ impl WindowGroups {
 
     /// Interns `keys` (one array per other key, `n` rows) into `self.indices`.
     fn intern(&mut self, keys: &[ArrayRef], n: usize) -> Result<()> {
-        match &mut self.keys {
-            Some(values) => values.intern(keys, &mut self.indices)?,
-            None => {
-                self.indices.clear();
-                self.indices.resize(n, 0);
-            }
-        }
-        let groups = match &self.keys {
-            Some(values) => values.len(),
-            None => usize::from(n > 0 || !self.rows.is_empty()),
-        };
+        let groups = intern_groups(&mut self.keys, keys, n, self.rows.len(), &mut self.indices)?;
         self.rows.resize(groups, 0);
         Ok(())
     }
@@ -442,6 +432,30 @@ pub(crate) fn window_parts(
             })
         })
         .collect()
+}
+
+/// Interns the other group keys of `n` rows (`keys`, one array per key)
+/// into `indices`, the group of each row, and returns the number of groups.
+/// With no other key (`values` is `None`) the window has one group, once
+/// any row came (`existing` groups before these rows).
+pub(crate) fn intern_groups(
+    values: &mut Option<Box<dyn GroupValues>>,
+    keys: &[ArrayRef],
+    n: usize,
+    existing: usize,
+    indices: &mut Vec<usize>,
+) -> Result<usize> {
+    match values {
+        Some(values) => {
+            values.intern(keys, indices)?;
+            Ok(values.len())
+        }
+        None => {
+            indices.clear();
+            indices.resize(n, 0);
+            Ok(usize::from(n > 0 || existing > 0))
+        }
+    }
 }
 
 /// One window's groups in a saved aggregation state (rows of group keys,
